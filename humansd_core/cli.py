@@ -1,0 +1,48 @@
+"""Command line entry point: ``humansd <command> ...``.
+
+Each command lives in its own module under ``humansd_core/commands/`` exposing
+``register(subparsers)``; that function adds a sub-parser whose ``func``
+default takes the parsed ``argparse.Namespace`` and returns an exit code.
+The CLI talks to the user on purpose (``print``); library code logs instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .errors import HumanSDError
+
+# Modules under humansd_core.commands, each with register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = (
+    "pose",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``humansd`` parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(prog="humansd", description="HumanSD: pose-guided human image generation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"humansd_core.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (2 on bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except HumanSDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
