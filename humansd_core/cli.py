@@ -19,6 +19,8 @@ from .errors import HumanSDError
 COMMAND_MODULES: tuple[str, ...] = (
     "pose",
     "demo",
+    "convert",
+    "generate",
 )
 
 
