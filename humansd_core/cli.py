@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "convert",
     "generate",
+    "synth",
+    "train",
 )
 
 

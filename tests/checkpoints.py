@@ -1,0 +1,46 @@
+"""Random-weight checkpoints for tests, written through the real file format.
+
+- :func:`tiny_checkpoint` writes a tiny-config file (float32, a few MB) where asked.
+- :func:`full_random_checkpoint` writes the full SD2.1-layout HumanSD file (fp16, about
+  2.6 GB) ONCE into the git-ignored ``<repo>/.cache/`` and returns its path on every
+  later call, in this process or another: the name carries a hash of the config so a
+  layout change writes a new file, an exclusive lock file keeps concurrent test runs
+  from writing it twice, and the write itself is atomic (no half-written file is ever
+  seen under the final name).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from pathlib import Path
+
+import torch
+
+from humansd_core.models.checkpoint import write_random_checkpoint
+from humansd_core.models.configs import sd21_humansd_config, tiny_config
+
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Write a tiny-config HumanSD file of random (non-zero) float32 weights to ``path``."""
+    write_random_checkpoint(path, tiny_config(), dtype=torch.float32, seed=seed)
+    return path
+
+
+def full_random_checkpoint() -> Path:
+    """The cached full-size HumanSD-layout checkpoint (fp16, random weights, seed 0)."""
+    config = sd21_humansd_config()
+    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+    path = CACHE_DIR / f"humansd-random-full-fp16-{digest}.safetensors"
+    if path.exists():
+        return path
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists():
+                write_random_checkpoint(path, config, dtype=torch.float16, seed=0)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path
