@@ -1,0 +1,224 @@
+"""Heatmap-guided loss on the tiny VAE: exact weights, reference form, no gradient through D, decoders."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from humansd_core.errors import HumanSDError
+from humansd_core.models.configs import tiny_config
+from humansd_core.models.vae import AutoencoderKL
+from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
+from humansd_core.pose.keypoints import PoseSet
+from humansd_core.training.decoders import (
+    FullVAEDecoder,
+    ReducedVAEDecoder,
+    fit_linear_decoder,
+)
+from humansd_core.training.estimators import (
+    KeypointGaussianEstimator,
+    OpenPoseHeatmapEstimator,
+)
+from humansd_core.training.loss import (
+    HeatmapGuidedLoss,
+    HeatmapLossConfig,
+    TimestepBinStats,
+)
+
+CFG = tiny_config()
+S = CFG.scale_factor
+LATENT = 8  # tiny VAE: 64x64 images <-> 8x8 latents
+
+
+@pytest.fixture(scope="module")
+def vae() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(CFG.vae).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def openpose() -> OpenPoseHeatmapEstimator:
+    """The real OpenPose body network with random weights (no weights can be downloaded here)."""
+    torch.manual_seed(0)
+    return OpenPoseHeatmapEstimator(OpenPoseBodyDetector(body_network_class()()))
+
+
+def noise_pair(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(batch, 4, LATENT, LATENT, generator=g)
+    return eps + 0.7 * torch.randn(batch, 4, LATENT, LATENT, generator=g), eps
+
+
+def one_joint_pose(x: float, y: float, canvas: int = 64) -> PoseSet:
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, 0] = (x, y, 1.0)
+    return PoseSet(kp, canvas, canvas)
+
+
+def test_paper_weight_is_exactly_one_plus_w_inside_and_one_outside(vae) -> None:
+    sigma_frac, (jx, jy) = 10 / 64, (30.0, 22.0)
+    estimator = KeypointGaussianEstimator(sigma_fraction=sigma_frac, stride=1)
+    config = HeatmapLossConfig(weight=0.1, threshold=0.05, estimator_scale=1.0)
+    loss_fn = HeatmapGuidedLoss(vae, estimator, config, scale_factor=S)
+    pred, eps = noise_pair(batch=1)
+    poses = [one_joint_pose(jx, jy)]
+    weight = loss_fn.weight_map(pred, eps, poses)
+    assert weight.shape == (1, 1, LATENT, LATENT)
+
+    # Independent expectation: pixel centres within the Gaussian's 0.05 level, pooled per 8x8 cell.
+    centres = np.arange(64) + 0.5
+    d2 = (centres[None, :] - jx) ** 2 + (centres[:, None] - jy) ** 2
+    pixel_mask = np.exp(-d2 / (2 * (sigma_frac * 64) ** 2)) > 0.05
+    cell = pixel_mask.reshape(LATENT, 8, LATENT, 8).mean(axis=(1, 3))
+    full, empty = cell == 1.0, cell == 0.0
+    assert full.any() and empty.any() and (~full & ~empty).any()
+    w = weight[0, 0].numpy()
+    assert (w[full] == np.float32(1.0) + np.float32(0.1)).all()
+    assert (w[empty] == 1.0).all()
+    np.testing.assert_allclose(w, 1.0 + 0.1 * cell, rtol=0, atol=1e-6)
+
+    loss, diag = loss_fn(pred, eps, torch.tensor([500]), poses)
+    expected = ((pred - eps) ** 2 * weight).mean()
+    torch.testing.assert_close(loss, expected)
+    assert diag.mask_coverage == pytest.approx(pixel_mask.mean(), abs=1e-6)
+    assert diag.mean_weight == pytest.approx(float(1 + 0.1 * cell.mean()), abs=1e-6)
+    assert diag.plain_loss == pytest.approx(float(((pred - eps) ** 2).mean()), rel=1e-6)
+
+
+def test_no_gradient_flows_through_the_difference_image(vae, openpose) -> None:
+    vae_with_grad = AutoencoderKL(CFG.vae)
+    vae_with_grad.load_state_dict(vae.state_dict())
+    loss_fn = HeatmapGuidedLoss(vae_with_grad, openpose, HeatmapLossConfig(decoder="full", mask_to_latent="vae"),
+                                scale_factor=S)
+    pred, eps = noise_pair()
+    pred.requires_grad_(True)
+    weight = loss_fn.weight_map(pred, eps)
+    assert not weight.requires_grad
+    loss, _ = loss_fn(pred, eps, torch.tensor([3, 999]))
+    loss.backward()
+    analytic = 2 * (pred.detach() - eps) * weight / pred.numel()
+    torch.testing.assert_close(pred.grad, analytic)
+    assert all(p.grad is None for p in vae_with_grad.parameters())
+
+
+def test_reference_form_on_constructed_cases(vae) -> None:
+    """No joint found -> the 17-joint count is 17 everywhere; all found -> 0 (inverted polarity)."""
+    b, h = 2, LATENT * 8
+    pred, eps = noise_pair(batch=b)
+    estimator = KeypointGaussianEstimator(sigma_fraction=50.0)  # huge: every pixel > 0.05
+    config = HeatmapLossConfig(mode="reference")
+    everyone = PoseSet(np.tile(np.array([32.0, 32.0, 1.0], np.float32), (1, 17, 1)), h, h)
+    for poses, count in (([PoseSet.empty(h, h)] * b, 17.0), ([everyone] * b, 0.0)):
+        loss_fn = HeatmapGuidedLoss(vae, estimator, config, scale_factor=S, generator=torch.Generator().manual_seed(5))
+        weight = loss_fn.weight_map(pred, eps, poses)
+        mean, logvar = vae.encode_dist(torch.full((b, 3, h, h), count))
+        noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(5))
+        expected = 1.0 + 0.1 * (mean + torch.exp(0.5 * logvar) * noise) * S
+        assert weight.shape == (b, 4, LATENT, LATENT)
+        torch.testing.assert_close(weight, expected)
+        loss_fn.generator = torch.Generator().manual_seed(5)
+        loss, diag = loss_fn(pred, eps, torch.tensor([1, 2]), poses)
+        torch.testing.assert_close(loss, ((pred - eps) ** 2 * expected).mean())
+        assert float(diag.mask_coverage) == (1.0 if count == 0.0 else 0.0)
+
+
+@pytest.mark.parametrize("decoder", ["full", "reduced", "linear"])
+@pytest.mark.parametrize("mask_to_latent", ["area", "vae"])
+def test_every_decoder_runs_on_the_tiny_models(vae, openpose, decoder, mask_to_latent) -> None:
+    config = HeatmapLossConfig(decoder=decoder, mask_to_latent=mask_to_latent, threshold=0.03)
+    loss_fn = HeatmapGuidedLoss(vae, openpose, config, scale_factor=S)
+    pred, eps = noise_pair()
+    loss, diag = loss_fn(pred, eps, torch.tensor([100, 900]))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert diag.sample_coverage.shape == diag.sample_weight.shape == (2,)
+    assert 0.0 <= float(diag.mask_coverage) <= 1.0
+    weight = loss_fn.weight_map(pred, eps)
+    if mask_to_latent == "area":
+        assert weight.shape == (2, 1, LATENT, LATENT)
+        assert weight.min() >= 1.0 and weight.max() <= 1.1 + 1e-6
+    else:
+        assert weight.shape == (2, 4, LATENT, LATENT)
+
+
+def test_decoder_output_sizes_and_linear_fit(vae) -> None:
+    pred, eps = noise_pair(batch=4, seed=1)
+    diff = pred - eps
+    full = FullVAEDecoder(vae, S)
+    assert full(diff).shape == (4, 3, 64, 64)
+    assert ReducedVAEDecoder(vae, S, factor=2)(diff).shape == (4, 3, 32, 32)
+    linear = fit_linear_decoder(full, diff[:3])
+    held_out = diff[3:]
+    approx = linear(held_out)
+    assert approx.shape == (1, 3, LATENT, LATENT) and approx.min() >= 0 and approx.max() <= 1
+    target = torch.nn.functional.interpolate(full(held_out), size=(LATENT, LATENT), mode="area")
+    const = torch.nn.functional.interpolate(full(diff[:3]), size=(LATENT, LATENT), mode="area").mean(dim=(0, 2, 3))
+    assert (approx - target).square().mean() < (const[None, :, None, None] - target).square().mean()
+
+
+def test_decoding_is_skipped_or_done_once(vae, openpose) -> None:
+    calls = []
+    hook = vae.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        pred, eps = noise_pair()
+        pose = one_joint_pose(20, 20)
+        HeatmapGuidedLoss(vae, KeypointGaussianEstimator(), scale_factor=S)(pred, eps, torch.tensor([1, 2]),
+                                                                            [pose, pose])
+        assert calls == []  # a pose-only estimator needs no image
+        linear = HeatmapGuidedLoss(vae, openpose, HeatmapLossConfig(decoder="linear"), scale_factor=S)
+        linear(pred, eps, torch.tensor([1, 2]))
+        linear(*noise_pair(seed=3), torch.tensor([1, 2]))
+        assert calls == [1]  # one full decode to fit the linear decoder, then none
+    finally:
+        hook.remove()
+
+
+def test_mask_refresh_every_k_steps(vae) -> None:
+    loss_fn = HeatmapGuidedLoss(vae, KeypointGaussianEstimator(), HeatmapLossConfig(refresh_every=3), scale_factor=S)
+    pred, eps = noise_pair(batch=1)
+    t = torch.tensor([10])
+    fresh, weights = [], []
+    for step, (x, y) in enumerate([(10, 10), (50, 50), (30, 10), (50, 50)]):
+        _, diag = loss_fn(pred, eps, t, [one_joint_pose(x, y)], step=step)
+        fresh.append(diag.mask_fresh)
+        weights.append(loss_fn._cache[1].clone())
+    assert fresh == [True, False, False, True]
+    assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[3])
+    with pytest.raises(HumanSDError, match="step"):
+        loss_fn(pred, eps, t, [one_joint_pose(1, 1)])
+
+
+def test_gaussian_estimator_places_peaks_from_the_canvas() -> None:
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, 5] = (100.0, 50.0, 0.9)  # person 0, left shoulder, on a 200x100 canvas
+    kp[1, 5] = (20.0, 80.0, 0.9)
+    kp[1, 6] = (150.0, 20.0, 0.01)  # below min_confidence: left out
+    pose = PoseSet(kp, 200, 100)
+    heat = KeypointGaussianEstimator(sigma_fraction=0.05, stride=2)(torch.zeros(1, 3, 64, 128), [pose])
+    assert heat.shape == (1, 17, 32, 64)
+    assert heat[0, 6].max() == 0 and heat[0, 0].max() == 0
+    # (50/100*64, 100/200*128) / stride 2 -> row 16, col 32; cell centres lie 1 px off in x and y.
+    assert heat[0, 5, 16, 32] == pytest.approx(math.exp(-2 / (2 * 3.2**2)), rel=1e-5)
+    assert heat[0, 5, 15:17, 31:33].min() == heat[0, 5, 8:24, 24:40].max()  # 4 cells around (32, 64) px tie
+    assert heat[0, 5, 25, 6] > 0.5  # the second person's shoulder, max over people
+    assert heat[0, 5, 0, 63] < 1e-6
+    assert heat.min() >= 0 and heat.max() <= 1
+    with pytest.raises(HumanSDError, match="one PoseSet per sample"):
+        KeypointGaussianEstimator()(torch.zeros(2, 3, 64, 64), [pose])
+
+
+def test_timestep_bins_and_config_validation(vae) -> None:
+    stats = TimestepBinStats(num_bins=4)
+    loss_fn = HeatmapGuidedLoss(vae, KeypointGaussianEstimator(), scale_factor=S)
+    pred, eps = noise_pair()
+    pose = one_joint_pose(32, 32)
+    _, diag = loss_fn(pred, eps, torch.tensor([0, 999]), [pose, PoseSet.empty(64, 64)])
+    stats.update(diag)
+    summary = stats.summary()
+    assert summary["count"] == [1.0, 0.0, 0.0, 1.0]
+    assert summary["coverage"][0] > 0 and summary["coverage"][3] == 0.0 and math.isnan(summary["coverage"][1])
+    assert summary["weight"][3] == pytest.approx(1.0)
+    for bad in ({"mode": "other"}, {"decoder": "tiny"}, {"threshold": 1.5}, {"refresh_every": 0}):
+        with pytest.raises(HumanSDError):
+            HeatmapLossConfig(**bad)
