@@ -22,6 +22,19 @@ from humansd_core.models.configs import sd21_humansd_config, tiny_config
 CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
 
 
+class RecordingUNet(torch.nn.Module):
+    """The real UNet, recording every call's inputs as ``(x, t, context)`` clones."""
+
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        self.calls.append((x.clone(), t.clone(), context.clone()))
+        return self.unet(x, t, context)
+
+
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Write a tiny-config HumanSD file of random (non-zero) float32 weights to ``path``."""
     write_random_checkpoint(path, tiny_config(), dtype=torch.float32, seed=seed)

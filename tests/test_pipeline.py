@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from checkpoints import tiny_checkpoint
+from checkpoints import RecordingUNet, tiny_checkpoint
 
 from humansd_core import HumanSDPipeline, defaults
 from humansd_core.errors import HumanSDError
@@ -29,15 +29,6 @@ def pipe(tmp_path_factory):
     return HumanSDPipeline.from_checkpoint(path)
 
 
-class RecordingUNet(torch.nn.Module):
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        self.calls = []
-
-    def forward(self, x, t, context):
-        self.calls.append((x.clone(), context.clone()))
-        return self.unet(x, t, context)
 
 
 def test_generate_returns_images_skeletons_and_parameters(pipe):
@@ -68,7 +59,7 @@ def test_unet_sees_the_pose_latent_in_both_cfg_branches(pipe):
     cond = pipe.text_encoder(["a dancer, " + defaults.ADDED_PROMPT])
     uncond = pipe.text_encoder(["ugly"])
     assert len(rec.calls) == 2
-    for x_in, ctx in rec.calls:
+    for x_in, _t, ctx in rec.calls:
         assert x_in.shape == (2, 8, 8, 8)
         assert torch.allclose(x_in[0, 4:], pose_latent[0]) and torch.allclose(x_in[1, 4:], pose_latent[0])
         assert torch.allclose(ctx[0], uncond[0]) and torch.allclose(ctx[1], cond[0])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checkpoints import tiny_checkpoint
+from checkpoints import RecordingUNet, tiny_checkpoint
 
 from humansd_core.errors import HumanSDError
 from humansd_core.models.checkpoint import load_models
@@ -16,17 +16,6 @@ def unet(tmp_path_factory):
     return load_models(path).unet
 
 
-class RecordingUNet(torch.nn.Module):
-    """The real UNet, recording every call's inputs."""
-
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-        self.calls = []
-
-    def forward(self, x, t, context):
-        self.calls.append((x.clone(), t.clone(), context.clone()))
-        return self.unet(x, t, context)
 
 
 def _inputs(batch=2, seed=0):
