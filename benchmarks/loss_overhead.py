@@ -1,36 +1,48 @@
-"""Cost of the heatmap-guided loss: training-step time with it / without it, side by side.
+"""Cost of the heatmap-guided loss: training-step time with it / without it, side by side, and its mask agreement.
 
 One training step = UNet forward on ``cat(z_t, pose_latent)`` + loss + backward +
-optimiser step, batch 1, fp32, CPU. Every option is timed in the same loop
-(interleaved rounds, median per option), so machine load hits all alike. Times are the process's CPU time per step (robust on a shared machine; wall time
-is printed beside it). Options:
+optimiser step, fp32, CPU. Every option is timed in the same loop (interleaved
+rounds, median per option), so machine load hits all alike. Times are the
+process's CPU time per step (robust on a shared machine; wall time is printed
+beside it). Options:
 
 * ``reference``  — the public code: full VAE decode, estimator at full size, VAE encode.
 * ``paper-full`` — full decode, estimator at full size, area mask.
 * ``paper-reduced`` — VAE decode of the latent pooled by 2, estimator at 1/2 size.
+* ``paper-reduced-4`` — VAE decode of the latent pooled by 4, estimator at 1/4 size.
 * ``paper-linear-1/2`` — fitted 1x1 latent→RGB map (upsampled), estimator at 1/2 size (DEFAULT).
 * ``paper-linear`` — fitted 1x1 latent→RGB map, estimator at 1/4 size.
 * ``paper-linear-1/8`` — the same, estimator at latent size (1/8).
 * ``paper-linear-k4`` — paper-linear, mask recomputed every 4 steps.
 * ``gaussian`` — ground-truth keypoint Gaussians (no decode, no network).
+* ``paper-linear-1/2-init`` (``--checkpoint`` only) — the default, its linear map fitted
+  on ``−ε`` (what a training run from a fresh UNet, whose output is 0, fits on its
+  first batch) instead of the checkpoint's ``ε̂ − ε``.
 
-The estimator is the OpenPose body network (≈52 M parameters). Without
-``--checkpoint``/``--openpose`` (real HumanSD and ``body_pose_model.pth`` files) all
-networks have **random weights**: timings are real, but masks are not: the
-threshold is then calibrated to a 20 % full-decode coverage, and the script prints
-how much the full-decode mask changes between samples ("input dependence": an IoU
-of 1.0 there means the random network's mask ignores its input, and the mask IoUs
-below measure nothing but resizing effects). Mask IoU: soft IoU (Σmin/Σmax) of each
-option's latent mask against the full-decode, full-size mask of the same
-estimator, over UNet outputs at timesteps spread over 50..950 (6 tiny, 3 full).
+Two ways to run it:
 
-Full architecture: SGD instead of AdamW (no optimiser state: memory stays near
-8 GB; a cheaper step makes the ratios conservative). Tiny config: AdamW.
+* Random weights (``--arch tiny|full|both``, batch 1): the estimator is the OpenPose
+  body network (≈52 M parameters; real with ``--openpose body_pose_model.pth``).
+  Timings are real, masks are not: the threshold is calibrated to a 20 % full-decode
+  coverage, and the "input dependence" printed (IoU of the full-decode masks of
+  different samples; 1.0 = the mask ignores its input) says how little the mask IoU
+  means there. Full architecture: SGD instead of AdamW (memory stays near 8 GB; a
+  cheaper step makes the ratios conservative).
+* A trained checkpoint (``--checkpoint PATH|embedded``, e.g. the embedded tiny
+  HumanSD, with ``--estimator mannequin``, the shipped tiny mannequin estimator of
+  the loss): the step is that of its training recipe (``--batch`` 16, AdamW, the text
+  tower trained with the UNet, real encoded scenes; no EMA update, which makes the
+  ratios slightly conservative), and the mask IoU is measured on
+  the model's own ``ε̂ − ε`` on synthetic mannequin scenes at timesteps stratified over
+  ``--bins`` bins of 0..999 (:mod:`loss_mask_agreement`): per option, the mean
+  per-sample soft IoU of its latent mask against the full-decode full-size mask
+  (threshold 0.05), overall and per bin. The linear options' map is fitted on one
+  batch of the model's predictions (as the loss fits on its first batch).
 
 Usage: ``python benchmarks/loss_overhead.py [--arch tiny|full|both] [--rounds N]
-[--checkpoint humansd.safetensors --openpose body_pose_model.pth]``.
+[--checkpoint embedded --estimator mannequin] [--threads 1]``.
 Last line: ``heatmap_loss_overhead=<ratio> mask_iou=<iou>`` for the default option
-(at the full architecture when run, else tiny).
+(the checkpoint run when given, else the full architecture when run, else tiny).
 """
 from __future__ import annotations
 
@@ -42,23 +54,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import loss_mask_agreement as agree
 from humansd_core.models.configs import sd21_humansd_config, tiny_config
 from humansd_core.models.unet import UNetModel
 from humansd_core.models.vae import AutoencoderKL
 from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
 from humansd_core.pose.keypoints import PoseSet
-from humansd_core.training.decoders import FullVAEDecoder
+from humansd_core.training.decoders import FullVAEDecoder, fit_linear_decoder
 from humansd_core.training.estimators import (
     KeypointGaussianEstimator,
     OpenPoseHeatmapEstimator,
 )
 from humansd_core.training.loss import HeatmapGuidedLoss, HeatmapLossConfig
+from humansd_core.training.modules import Denoiser
 
 DEFAULT = "paper-linear-1/2"
 OPTIONS = {
     "reference": HeatmapLossConfig(mode="reference"),
     "paper-full": HeatmapLossConfig(decoder="full", estimator_scale=1.0),
     "paper-reduced": HeatmapLossConfig(decoder="reduced", reduce_factor=2, estimator_scale=0.5),
+    "paper-reduced-4": HeatmapLossConfig(decoder="reduced", reduce_factor=4, estimator_scale=0.25),
     "paper-linear-1/2": HeatmapLossConfig(decoder="linear", estimator_scale=0.5),
     "paper-linear": HeatmapLossConfig(decoder="linear", estimator_scale=0.25),
     "paper-linear-1/8": HeatmapLossConfig(decoder="linear", estimator_scale=0.125),
@@ -67,23 +82,43 @@ OPTIONS = {
 }
 
 
-def build(arch: str, checkpoint: str | None, openpose: str | None) -> tuple:
+INIT_FIT = "paper-linear-1/2-init"  # checkpoint runs only: the default, linear map fitted on -eps
+
+
+def random_models(arch: str) -> tuple:
+    """``(config, unet, vae)`` with random weights (UNet trainable, VAE frozen)."""
     cfg = tiny_config() if arch == "tiny" else sd21_humansd_config()
     torch.manual_seed(0)
-    if checkpoint:
-        from humansd_core.models import load_models
+    unet = UNetModel(cfg.unet)
+    with torch.no_grad():  # zero-initialised layers get weights so that eps_pred is not 0
+        for p in unet.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
+    return cfg, unet, AutoencoderKL(cfg.vae).eval().requires_grad_(False)
 
-        models = load_models(checkpoint)
-        cfg, unet, vae = models.config, models.unet.requires_grad_(True).train(), models.vae
-    else:
-        unet = UNetModel(cfg.unet)
-        with torch.no_grad():  # zero-initialised layers get weights so that eps_pred is not 0
-            for p in unet.parameters():
-                if not p.any():
-                    p.normal_(0.0, 0.02)
-        vae = AutoencoderKL(cfg.vae).eval().requires_grad_(False)
+
+def load_checkpoint(path: str):
+    """:class:`HumanSDModels` of ``path`` (``"embedded"``: the packaged tiny HumanSD), fp32."""
+    from humansd_core.models import load_models
+
+    if path == "embedded":
+        from humansd_core import embedded
+
+        path = str(embedded.check_weights(embedded.embedded_model_path()))
+    models = load_models(path)
+    models.unet.float()
+    models.text_encoder.float()
+    return models
+
+
+def make_estimator(name: str, openpose: str | None):
+    """The image estimator: ``"openpose"`` (the user's weights, else random) or ``"mannequin"`` (shipped, loss role)."""
+    if name == "mannequin":
+        from humansd_core.training.tiny_estimator import shipped_estimator
+
+        return shipped_estimator("loss")
     detector = OpenPoseBodyDetector.from_file(openpose) if openpose else OpenPoseBodyDetector(body_network_class()())
-    return cfg, unet, vae, OpenPoseHeatmapEstimator(detector)
+    return OpenPoseHeatmapEstimator(detector)
 
 
 def make_pose(size: int) -> PoseSet:
@@ -92,16 +127,82 @@ def make_pose(size: int) -> PoseSet:
     return PoseSet(kp.astype(np.float32), size, size)
 
 
-def run(arch: str, size: int, rounds: int, checkpoint: str | None, openpose_path: str | None) -> tuple[float, float]:
-    cfg, unet, vae, openpose = build(arch, checkpoint, openpose_path)
-    real = bool(checkpoint and openpose_path)
+def make_losses(vae, estimator, scale_factor: float, threshold: float, linear=None, init_fit=None
+                ) -> dict[str, HeatmapGuidedLoss]:
+    """One loss per option; ``linear``/``init_fit``: pre-fitted linear decoders (None: fitted on first use)."""
+    def make(name: str, config: HeatmapLossConfig, decoder=None) -> HeatmapGuidedLoss:
+        config = HeatmapLossConfig(**{**config.__dict__, "threshold": threshold})
+        return HeatmapGuidedLoss(vae, KeypointGaussianEstimator() if name == "gaussian" else estimator, config,
+                                 scale_factor=scale_factor, linear_decoder=decoder)
+
+    losses = {name: make(name, c, linear) for name, c in OPTIONS.items()}
+    if init_fit is not None:
+        losses[INIT_FIT] = make(INIT_FIT, OPTIONS[DEFAULT], init_fit)
+    return losses
+
+
+class StepTimer:
+    """Times ``plain`` and every loss option on one training step, interleaved; medians of CPU and wall time.
+
+    ``inputs(generator) -> (z0 [B,4,h,w], pose_latent [B,4,h,w], cond, poses)``; ``model(x_in, t, cond)``.
+    """
+
+    def __init__(self, model, optimizer, inputs, losses: dict[str, HeatmapGuidedLoss]) -> None:
+        self.model, self.opt, self.inputs, self.losses = model, optimizer, inputs, losses
+        self.alphas = agree.schedule_alphas()
+        self.g = torch.Generator().manual_seed(1)
+
+    def step(self, name: str, i: int) -> tuple[float, float]:
+        z0, pose_latent, cond, poses = self.inputs
+        eps = torch.randn(z0.shape, generator=self.g)
+        t = torch.randint(0, 1000, (z0.shape[0],), generator=self.g)
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        start, wall = time.process_time(), time.perf_counter()
+        pred = self.model(torch.cat([a.sqrt() * z0 + (1 - a).sqrt() * eps, pose_latent], 1), t, cond).float()
+        if name == "plain":
+            loss = F.mse_loss(pred, eps)
+        else:
+            loss, _ = self.losses[name](pred, eps, t, poses, step=i)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.process_time() - start, time.perf_counter() - wall
+
+    def run(self, rounds: int) -> dict[str, tuple[float, float]]:
+        """``{name: (median cpu s, median wall s)}`` for ``plain`` and every option."""
+        names = ["plain", *self.losses]
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        wall: dict[str, list[float]] = {n: [] for n in names}
+        for name in names:  # warm-up (also fits linear decoders not given)
+            self.step(name, 0)
+        for r in range(rounds):
+            for name in names:
+                c, w = self.step(name, r + 1)
+                cpu[name].append(c)
+                wall[name].append(w)
+        return {n: (statistics.median(cpu[n]), statistics.median(wall[n])) for n in names}
+
+
+def print_times(times: dict[str, tuple[float, float]], ious: dict[str, float]) -> None:
+    plain, plain_wall = times["plain"]
+    print(f"{'option':22s} {'cpu s':>8s} {'ratio':>7s} {'wall s':>8s} {'ratio':>7s} {'mask IoU':>9s}")
+    for name, (med, med_wall) in times.items():
+        iou = f"{ious[name]:.3f}" if name in ious else ("n/a" if name != "plain" else "")
+        print(f"{name:22s} {med:8.3f} {med / plain:7.3f} {med_wall:8.3f} {med_wall / plain_wall:7.3f} {iou:>9s}"
+              f"{'  <- default' if name == DEFAULT else ''}")
+
+
+def run_random(arch: str, size: int, rounds: int, openpose_path: str | None) -> tuple[float, float]:
+    """Random-weight run (batch 1); returns the default option's (CPU-time ratio, mask IoU)."""
+    cfg, unet, vae = random_models(arch)
+    unet.requires_grad_(True).train()
+    openpose = make_estimator("openpose", openpose_path)
+    real = bool(openpose_path)
     lat = size // cfg.vae.downsample_factor
     g = torch.Generator().manual_seed(1)
     context = torch.randn(1, 77, cfg.unet.context_dim, generator=g)
     pose_latent = torch.randn(1, 4, lat, lat, generator=g)
     poses = [make_pose(size)]
-    alphas = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
-    opt = (torch.optim.AdamW if arch == "tiny" else torch.optim.SGD)(unet.parameters(), lr=1e-7)
 
     # Mask IoU against the full-decode mask, on UNet outputs at several timesteps.
     pairs = _diffs(unet, cfg, context, pose_latent, lat, g, count=6 if arch == "tiny" else 3)
@@ -112,53 +213,60 @@ def run(arch: str, size: int, rounds: int, checkpoint: str | None, openpose_path
         estimator = KeypointGaussianEstimator() if name == "gaussian" else openpose
         return HeatmapGuidedLoss(vae, estimator, config, scale_factor=cfg.scale_factor)
 
-    losses = {name: make(name, c) for name, c in OPTIONS.items()}
+    losses = make_losses(vae, openpose, cfg.scale_factor, threshold)
     ious, dependence = mask_ious(losses, make, pairs, poses)
-
-    def step(name: str, i: int) -> tuple[float, float]:
-        z0 = torch.randn(1, 4, lat, lat, generator=g)
-        eps = torch.randn(1, 4, lat, lat, generator=g)
-        t = torch.randint(0, 1000, (1,), generator=g)
-        a = alphas[t].view(-1, 1, 1, 1)
-        start, wall = time.process_time(), time.perf_counter()
-        pred = unet(torch.cat([a.sqrt() * z0 + (1 - a).sqrt() * eps, pose_latent], 1), t, context)
-        if name == "plain":
-            loss = F.mse_loss(pred, eps)
-        else:
-            loss, _ = losses[name](pred, eps, t, poses, step=i)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return time.process_time() - start, time.perf_counter() - wall
-
-    names = ["plain", *OPTIONS]
-    cpu: dict[str, list[float]] = {n: [] for n in names}
-    wall: dict[str, list[float]] = {n: [] for n in names}
-    for name in names:  # warm-up (also fits the linear decoders)
-        step(name, 0)
-    for r in range(rounds):
-        for name in names:
-            c, w = step(name, r + 1)
-            cpu[name].append(c)
-            wall[name].append(w)
-    plain, plain_wall = statistics.median(cpu["plain"]), statistics.median(wall["plain"])
+    opt = (torch.optim.AdamW if arch == "tiny" else torch.optim.SGD)(unet.parameters(), lr=1e-7)
+    z0 = torch.randn(1, 4, lat, lat, generator=g)
+    times = StepTimer(Denoiser(unet), opt, (z0, pose_latent, context, poses), losses).run(rounds)
     print(f"\n[{arch}] {size}x{size} images, latent {lat}x{lat}, batch 1, fp32 CPU, {rounds} rounds, "
           f"{torch.get_num_threads()} threads; {'real' if real else 'RANDOM'} weights, mask threshold {threshold:.4g}"
           f"{'' if real else ' (20% full-decode coverage)'}; input dependence of the full-decode mask: "
           f"cross-sample IoU {dependence:.3f}{' (1.0 = the mask ignores the input)' if not real else ''}")
-    print(f"{'option':18s} {'cpu s':>8s} {'ratio':>7s} {'wall s':>8s} {'ratio':>7s} {'mask IoU':>9s}")
-    for name in names:
-        med, med_wall = statistics.median(cpu[name]), statistics.median(wall[name])
-        iou = "" if name == "plain" else f"{ious[name]:.3f}"
-        print(f"{name:18s} {med:8.3f} {med / plain:7.3f} {med_wall:8.3f} {med_wall / plain_wall:7.3f} {iou:>9s}"
-              f"{'  <- default' if name == DEFAULT else ''}")
-    return statistics.median(cpu[DEFAULT]) / plain, ious[DEFAULT]
+    print_times(times, ious)
+    return times[DEFAULT][0] / times["plain"][0], ious[DEFAULT]
+
+
+def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, size: int, batch: int, rounds: int,
+                   bins: int, per_bin: int) -> tuple[float, float]:
+    """Trained-checkpoint run: its training step and real-prediction mask agreement; the default's (ratio, IoU)."""
+    models = load_checkpoint(path)
+    cfg, vae = models.config, models.vae
+    estimator = make_estimator(estimator_name, openpose_path)
+    threshold = 0.05
+    full = FullVAEDecoder(vae, cfg.scale_factor)
+    predictions = agree.model_predictions(models, size, bins, per_bin, batch)
+    first = agree.model_predictions(models, size, 1, batch, batch, seed=agree.EVAL_SEED + 1)[0]
+    model_fit = fit_linear_decoder(full, first.eps_pred - first.eps)  # what the loss fits on its first batch
+    init_fit = fit_linear_decoder(full, -first.eps)  # a fresh UNet predicts 0: the first batch's diff is -eps
+    losses = make_losses(vae, estimator, cfg.scale_factor, threshold, model_fit, init_fit)
+    reference = HeatmapGuidedLoss(vae, estimator, HeatmapLossConfig(decoder="full", estimator_scale=1.0,
+                                                                    threshold=threshold), cfg.scale_factor)
+    result = agree.agreement(losses, reference, predictions, bins)
+    diffs = [p.eps_pred - p.eps for p in predictions]
+
+    unet = models.unet.requires_grad_(True).train()
+    text = models.text_encoder.requires_grad_(True).train()
+    denoiser = Denoiser(unet, text)
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=1e-7)
+    timing = agree.encode_scenes(models, size, batch, seed=agree.EVAL_SEED + 2)
+    inputs = (timing.z0, timing.pose_latent, timing.tokens, timing.poses)
+    times = StepTimer(denoiser, opt, inputs, losses).run(rounds)
+
+    lat = size // cfg.vae.downsample_factor
+    print(f"\n[checkpoint {path}] {size}x{size} images, latent {lat}x{lat}, batch {batch}, fp32 CPU, AdamW, "
+          f"text tower trained, {rounds} rounds, {torch.get_num_threads()} threads; estimator {estimator_name}, "
+          f"threshold {threshold}; {sum(len(p.t) for p in predictions)} samples ({bins} timestep bins x {per_bin}); "
+          f"linear map R² on them: model fit {agree.linear_fit_r2(model_fit, full, diffs):.3f}, "
+          f"-eps fit {agree.linear_fit_r2(init_fit, full, diffs):.3f}")
+    print_times(times, result.iou)
+    print("\n".join(agree.format_agreement(result, bins)))
+    return times[DEFAULT][0] / times["plain"][0], result.iou[DEFAULT]
 
 
 @torch.no_grad()
 def _diffs(unet, cfg, context, pose_latent, lat, g, count: int = 6) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(eps_pred, eps)`` pairs from the UNet at timesteps spread over 0..999."""
-    alphas = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
+    alphas = agree.schedule_alphas()
     pairs = []
     for t in np.linspace(50, 950, count).astype(int):
         z0, eps = torch.randn(1, 4, lat, lat, generator=g), torch.randn(1, 4, lat, lat, generator=g)
@@ -190,8 +298,7 @@ def mask_ious(losses, make, pairs, poses) -> tuple[dict[str, float], float]:
     out = {}
     for name, loss_fn in losses.items():
         ref_masks = references["gaussian" if name == "gaussian" else "paper-full"]
-        if name == "reference":  # its weight is a VAE encoding, not a mask: it uses the full-size mask
-            out[name] = 1.0
+        if name == "reference":  # its weight is a VAE encoding, not a mask (its pixel mask is paper-full's)
             continue
         inter = union = 0.0
         for i, ((pred, eps), ref) in enumerate(zip(pairs, ref_masks)):
@@ -206,18 +313,34 @@ def mask_ious(losses, make, pairs, poses) -> tuple[dict[str, float], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", choices=["tiny", "full", "both"], default="both")
+    parser.add_argument("--arch", choices=["tiny", "full", "both", "none"], default=None,
+                        help="random-weight runs (default: both without --checkpoint, none with it)")
     parser.add_argument("--tiny-size", type=int, default=64)
     parser.add_argument("--full-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 20 tiny, 3 full)")
-    parser.add_argument("--checkpoint", help="a real HumanSD checkpoint (full architecture) instead of random weights")
+    parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 20 tiny, 3 full, 10 checkpoint)")
+    parser.add_argument("--checkpoint", help="a trained HumanSD file, or 'embedded' for the packaged tiny model")
+    parser.add_argument("--estimator", choices=["openpose", "mannequin"], default="openpose",
+                        help="checkpoint runs: the image estimator (mannequin: the shipped tiny loss estimator)")
     parser.add_argument("--openpose", help="a real body_pose_model.pth instead of random weights")
+    parser.add_argument("--size", type=int, default=128, help="checkpoint runs: image size (px)")
+    parser.add_argument("--batch", type=int, default=16, help="checkpoint runs: batch (the embedded recipe's 16)")
+    parser.add_argument("--bins", type=int, default=5, help="checkpoint runs: timestep bins over 0..999")
+    parser.add_argument("--per-bin", type=int, default=24, help="checkpoint runs: samples per timestep bin")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arch = args.arch or ("none" if args.checkpoint else "both")
     result = None
-    if args.arch in ("tiny", "both"):
-        result = run("tiny", args.tiny_size, args.rounds or 20, None, args.openpose)
-    if args.arch in ("full", "both"):
-        result = run("full", args.full_size, args.rounds or 3, args.checkpoint, args.openpose)
+    if arch in ("tiny", "both"):
+        result = run_random("tiny", args.tiny_size, args.rounds or 20, args.openpose)
+    if arch in ("full", "both"):
+        result = run_random("full", args.full_size, args.rounds or 3, args.openpose)
+    if args.checkpoint:
+        result = run_checkpoint(args.checkpoint, args.estimator, args.openpose, args.size, args.batch,
+                                args.rounds or 10, args.bins, args.per_bin)
+    if result is None:
+        parser.error("nothing to run: give --checkpoint or an --arch other than none")
     ratio, iou = result
     print(f"heatmap_loss_overhead={ratio:.3f} mask_iou={iou:.3f}")
 

@@ -1,0 +1,66 @@
+"""The arithmetic of ``benchmarks/loss_mask_agreement.py`` (the heatmap-loss benchmark's mask IoU), fast.
+
+The benchmark's numbers come from a trained model (``benchmarks/loss_overhead.py
+--checkpoint embedded``); here tiny real modules and hand-made masks check that the
+IoU, the both-empty handling and the timestep binning are right.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from humansd_core.models import build_models, tiny_config
+from humansd_core.pose.keypoints import PoseSet
+from humansd_core.training.estimators import KeypointGaussianEstimator
+from humansd_core.training.loss import HeatmapGuidedLoss, HeatmapLossConfig
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "loss_mask_agreement.py"
+_SPEC = importlib.util.spec_from_file_location("loss_mask_agreement", _PATH)
+agree = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = agree  # dataclasses look their module up there
+_SPEC.loader.exec_module(agree)
+
+
+def test_sample_iou_is_soft_iou_and_nan_when_both_empty() -> None:
+    a = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]]).view(3, 1, 2, 2)
+    b = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]).view(3, 1, 2, 2)
+    iou = agree._sample_iou(a, b)
+    assert iou[0] == pytest.approx(0.5) and math.isnan(iou[1]) and iou[2] == pytest.approx(0.5)
+
+
+def test_stratified_timesteps_fill_every_bin_equally() -> None:
+    ts = agree.stratified_timesteps(5, 7, torch.Generator().manual_seed(0))
+    assert torch.bincount(ts // 200, minlength=5).tolist() == [7] * 5 and int(ts.min()) >= 0 and int(ts.max()) <= 999
+
+
+def _pose(x: float, size: int = 64) -> PoseSet:
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, 0], kp[0, :, 1], kp[0, :, 2] = x, np.linspace(8, 56, 17), 1.0
+    return PoseSet(kp, size, size)
+
+
+def test_agreement_bins_samples_and_scores_identical_masks_one() -> None:
+    vae = build_models(tiny_config()).vae.eval()
+    g = torch.Generator().manual_seed(0)
+    t = torch.tensor([10, 990, 500, 20])
+    preds = [agree.Prediction(torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g), t,
+                              [_pose(x) for x in (10.0, 20.0, 40.0, 50.0)])]
+    est = KeypointGaussianEstimator()
+    reference = HeatmapGuidedLoss(vae, est, HeatmapLossConfig(decoder="full", estimator_scale=1.0))
+    losses = {"same": HeatmapGuidedLoss(vae, est, HeatmapLossConfig()),
+              "strict": HeatmapGuidedLoss(vae, est, HeatmapLossConfig(threshold=0.5)),
+              "reference": HeatmapGuidedLoss(vae, est, HeatmapLossConfig(mode="reference"))}
+    result = agree.agreement(losses, reference, preds, bins=2)
+    assert result.count == [2, 2]
+    assert "reference" not in result.iou  # a VAE-encoded weight has no mask to compare
+    assert result.iou["same"] == pytest.approx(1.0) and result.bin_iou["same"] == pytest.approx([1.0, 1.0])
+    assert 0.0 < result.iou["strict"] < 1.0 and result.both_empty["strict"] == 0.0
+    assert all(0.0 < c < 1.0 for c in result.coverage)
+    assert result.bin_coverage["same"] == pytest.approx(result.coverage)
+    assert all(s < c for s, c in zip(result.bin_coverage["strict"], result.coverage))
