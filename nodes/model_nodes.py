@@ -13,10 +13,15 @@ class HumanSDCheckpointLoader:
     def INPUT_TYPES(cls) -> dict:
         import folder_paths
 
+        from ..humansd_core.embedded import MODEL_NAME
+
+        names = folder_paths.get_filename_list("checkpoints")
         return {"required": {
-            "ckpt_name": (folder_paths.get_filename_list("checkpoints"), {
+            "ckpt_name": ([MODEL_NAME, *(n for n in names if n != MODEL_NAME)], {
                 "tooltip": "A HumanSD checkpoint from models/checkpoints: the original humansd-v1.ckpt "
-                           "(read without running pickled code) or a converted .safetensors file."}),
+                           "(read without running pickled code) or a converted .safetensors file. "
+                           f"{MODEL_NAME} is the tiny model embedded in this pack (synthetic mannequins, "
+                           "128 x 128), used when models/checkpoints holds no file of that name."}),
         }}
 
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
@@ -35,9 +40,14 @@ class HumanSDCheckpointLoader:
     def load(self, ckpt_name: str) -> tuple:
         import folder_paths
 
+        from ..humansd_core.embedded import MODEL_NAME, check_weights, embedded_model_path
         from ._comfy_model import load_humansd_checkpoint
 
-        path = folder_paths.get_full_path_or_raise("checkpoints", ckpt_name)
+        path = folder_paths.get_full_path("checkpoints", ckpt_name)
+        if path is None:  # not in models/checkpoints: the embedded model, or ComfyUI's own error
+            embedded = ckpt_name == MODEL_NAME
+            path = check_weights(embedded_model_path()) if embedded else \
+                folder_paths.get_full_path_or_raise("checkpoints", ckpt_name)
         return load_humansd_checkpoint(path, embedding_directory=folder_paths.get_folder_paths("embeddings"))
 
 

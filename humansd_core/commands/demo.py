@@ -1,58 +1,125 @@
-"""``humansd demo --output DIR``: a first look at the project without any weights.
+"""``humansd demo --output DIR``: the main job with the embedded model — a pose in, a person in that pose out.
 
-Renders the bundled example poses (``humansd_core/assets/poses/*.json``, one per
-format the readers accept) as HumanSD skeleton images, letterboxed into 512 x 512
-tiles, and writes them as one contact sheet ``DIR/demo_poses.png``.
+Loads the tiny HumanSD shipped inside the package (``assets/weights/humansd_tiny.safetensors``,
+trained on synthetic mannequins; see ``assets/MODEL_CARD.md``), generates one image for
+each bundled example pose (fitted onto the model's 128 x 128 canvas) and for a fixed set
+of sampled poses with their captions, and writes ``DIR/demo.png``: a contact sheet of
+(pose | result | overlay) triplets. Then the judge estimator scores how well the images
+follow their poses; the last line printed is
+``pose accuracy: PCK@0.1=<x> OKS=<y> random-pose baseline PCK@0.1=<z>``.
 """
 from __future__ import annotations
 
 import argparse
-from importlib import resources
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-from ..pose import load_pose_file, place_on_canvas, render_skeleton
+from .. import embedded
+from ..errors import CheckpointError, HumanSDError
 from .pose import write_png
 
-TILE = 512
-GAP = 8
-COLUMNS = 2
+ZOOM = 2  # tiles are drawn at 2x the model's size
+GAP = 6
+COLUMNS = 3  # triplets per row
+LABEL_HEIGHT = 18
 
 
-def example_pose_files() -> list[Path]:
-    """The bundled example pose files, sorted by name."""
-    folder = resources.files("humansd_core") / "assets" / "poses"
-    return sorted(Path(str(folder)).glob("*.json"))
+def _tile(image: torch.Tensor) -> np.ndarray:
+    """``[3, H, W]`` in ``[0, 1]`` → RGB uint8 ``[ZOOM·H, ZOOM·W, 3]`` (nearest, so pixels stay visible)."""
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(array.repeat(ZOOM, 0).repeat(ZOOM, 1))
 
 
-def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = COLUMNS) -> np.ndarray:
-    """Labelled RGB uint8 ``[T, T, 3]`` tiles on a grey grid: ``[rows*(T+gap)+gap, ...]``."""
-    rows = -(-len(tiles) // columns)
-    sheet = np.full((rows * (TILE + GAP) + GAP, columns * (TILE + GAP) + GAP, 3), 64, np.uint8)
-    for i, (label, tile) in enumerate(tiles):
-        top, left = GAP + (i // columns) * (TILE + GAP), GAP + (i % columns) * (TILE + GAP)
-        sheet[top:top + TILE, left:left + TILE] = tile
-        cv2.putText(sheet, label, (left + 10, top + 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (230, 230, 230), 2, cv2.LINE_AA)
+def contact_sheet(triplets: list[tuple[str, list[np.ndarray]]], columns: int = COLUMNS) -> np.ndarray:
+    """Labelled rows of tile triplets (each RGB uint8 ``[T, T, 3]``) on a grey sheet."""
+    tile = triplets[0][1][0].shape[0]
+    cell_w, cell_h = 3 * tile + 2 * GAP, tile + LABEL_HEIGHT
+    rows = -(-len(triplets) // columns)
+    sheet = np.full((rows * (cell_h + GAP) + GAP, columns * (cell_w + 3 * GAP) + GAP, 3), 48, np.uint8)
+    for i, (label, tiles) in enumerate(triplets):
+        top = GAP + (i // columns) * (cell_h + GAP)
+        left = GAP + (i % columns) * (cell_w + 3 * GAP)
+        cv2.putText(sheet, label, (left, top + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (225, 225, 225), 1, cv2.LINE_AA)
+        for k, image in enumerate(tiles):
+            x = left + k * (tile + GAP)
+            sheet[top + LABEL_HEIGHT:top + LABEL_HEIGHT + tile, x:x + tile] = image
     return sheet
 
 
+def _label(index: int, prompt: str, limit: int = 44) -> str:
+    return f"{index}: {prompt if len(prompt) <= limit else prompt[:limit - 3] + '...'}"
+
+
 def _demo(args: argparse.Namespace) -> int:
-    tiles = []
-    for path in example_pose_files():
-        for i, frame in enumerate(load_pose_file(path)):
-            label = path.stem if i == 0 else f"{path.stem} #{i}"
-            tiles.append((label, render_skeleton(place_on_canvas(frame, TILE, TILE, "fit"))))
-            print(f"{path.name}: {frame.num_people} people on {frame.canvas_width}x{frame.canvas_height}")
-    output = Path(args.output) / "demo_poses.png"
-    write_png(output, contact_sheet(tiles))
-    print(f"wrote {output} ({len(tiles)} skeleton images; the image model is not bundled yet)")
+    from ..pipeline import HumanSDPipeline
+    from ..training.tiny_estimator import TinyHeatmapEstimator
+
+    began = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default = args.model is None
+    model_path = embedded.check_weights(embedded.embedded_model_path() if default else args.model,
+                                        embedded.shipped_digest(embedded.MODEL_NAME) if default else None)
+    judge_path = embedded.check_weights(embedded.weights_dir() / "estimator_judge.safetensors")
+    try:
+        pipe = HumanSDPipeline.from_checkpoint(model_path)
+    except HumanSDError as exc:
+        if str(model_path) in str(exc):
+            raise
+        raise CheckpointError(f"{model_path}: damaged or not a HumanSD model ({exc})") from exc
+    judge = TinyHeatmapEstimator.from_file(judge_path)
+    size = embedded.SIZE
+    items = embedded.evaluation_set(count=args.count)
+    print(f"model {model_path.name}: {len(items)} poses at {size}x{size}, {args.steps} DDIM steps, cfg {args.cfg}")
+    images, skeletons = [], []
+    for index, (pose, prompt) in enumerate(items):
+        result = pipe.generate(pose, prompt, negative="", added_prompt="", steps=args.steps, cfg=args.cfg,
+                               seed=args.seed + index, width=size, height=size, progress=False)
+        images.append(result.images)
+        skeletons.append(result.skeletons)
+    images_t, skeletons_t = torch.cat(images), torch.cat(skeletons)
+    mask = (skeletons_t > 0).any(dim=1, keepdim=True)
+    overlays = torch.where(mask, 0.5 * skeletons_t + 0.5 * images_t, images_t)
+    triplets = [(_label(i, prompt), [_tile(skeletons_t[i]), _tile(images_t[i]), _tile(overlays[i])])
+                for i, (_, prompt) in enumerate(items)]
+    sheet_path = Path(args.output) / "demo.png"
+    write_png(sheet_path, contact_sheet(triplets))
+    score = embedded.score_poses(images_t, [pose for pose, _ in items], judge)
+    print(f"wrote {sheet_path} (pose | result | overlay for {len(items)} poses) in "
+          f"{time.perf_counter() - began:.1f} s")
+    if score.pck < 3 * score.baseline_pck:
+        print("warning: the images follow their poses less than 3x better than chance; the weights may be damaged")
+    print(score.line())
     return 0
+
+
+def _at_least(low: int):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo``."""
-    parser = subparsers.add_parser("demo", help="render the bundled example poses into a contact sheet")
+    parser = subparsers.add_parser("demo", help="generate people in given poses with the embedded tiny model",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="out/demo", help="output folder (default %(default)s)")
+    parser.add_argument("--model", default=None,
+                        help="a HumanSD checkpoint to use instead of the embedded one (trained at 128 x 128)")
+    parser.add_argument("--count", type=_at_least(0), default=embedded.EVAL_COUNT,
+                        help="sampled poses besides the bundled examples (default %(default)s)")
+    parser.add_argument("--steps", type=_at_least(1), default=embedded.STEPS, help="DDIM steps (default %(default)s)")
+    parser.add_argument("--cfg", type=float, default=embedded.CFG, help="guidance scale (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=embedded.SEED, help="seed of the first image (default %(default)s)")
+    parser.add_argument("--threads", type=_at_least(0), default=1,
+                        help="torch CPU threads (default %(default)s: as fast for a model this small, and it does "
+                             "not stall on a busy machine; 0: torch's default)")
     parser.set_defaults(func=_demo)
+

@@ -220,7 +220,8 @@ class TrainConfig:
         section = getattr(self, FIELD_SECTION[key])
         expected = _field_types(type(section))[key]
         value = _coerce(key, value, expected, source)
-        if key in PATH_FIELDS and value and base_dir is not None and not Path(value).is_absolute():
+        is_path = key in PATH_FIELDS or (key == "init_config" and str(value).lower().endswith(".json"))
+        if is_path and value and base_dir is not None and not Path(value).is_absolute():
             value = str(base_dir / value)
         setattr(section, key, value)
 

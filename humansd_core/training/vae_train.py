@@ -1,0 +1,221 @@
+"""Train a small LDM ``AutoencoderKL`` on synthetic mannequin scenes and their skeleton images.
+
+The trainer (:mod:`.trainer`) keeps the VAE frozen, so a model trained from scratch
+(the embedded tiny HumanSD) first needs an autoencoder of its own. This one learns
+both kinds of image the diffusion model meets: mannequin scenes (what it generates)
+and skeleton images (its pose condition, VAE-encoded), drawn by
+:func:`humansd_core.synthetic.sample_scene` and :func:`humansd_core.pose.render_skeleton`.
+
+Recipe: a fixed pool of scenes is drawn once; each step takes random square crops
+(the network is convolutional, so crops smaller than the image cost less and teach
+the same local code), flips some, and minimises ``L1(x, decode(z)) + kl_weight · KL``
+with ``z`` a sample of the posterior (KL-regularised as LDM's ``AutoencoderKL``; the
+KL term is averaged over latent elements, the L1 over pixels). AdamW with a linear
+warm-up and a cosine decay.
+
+The result is a safetensors file with the LDM keys ``first_stage_model.*`` (what
+``humansd train --vae FILE`` reads), the :class:`VAEConfig` JSON under
+:data:`VAE_METADATA_KEY` and the latent scale factor (``1 / std`` of the posterior
+means of held-out scenes, as SD chose 0.18215) under ``"scale_factor"``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from ..errors import HumanSDError
+from ..fileio import atomic_write_with
+from ..models.checkpoint import VAE_PREFIX
+from ..models.configs import VAEConfig
+from ..models.vae import AutoencoderKL
+from ..pose.render import render_skeleton
+from ..synthetic import sample_scene, scene_rng
+
+logger = logging.getLogger(__name__)
+
+VAE_METADATA_KEY = "humansd_vae_config"
+
+
+@dataclass(frozen=True)
+class VAETrainOptions:
+    """Options of :func:`train_vae` (sizes in pixels).
+
+    ``image_size``: side of the scenes drawn; ``crop``: side of the training crops
+    (a multiple of the VAE factor, at most ``image_size``); ``pool``: scenes drawn
+    once and reused; ``body_weight``: extra L1 weight on the people (pixels their
+    skeleton image covers); ``skeleton_fraction``: share of each batch that are skeleton
+    images; ``eval_count``: held-out scenes (seed ``seed + 1``) for the metrics and
+    the scale factor.
+    """
+
+    vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
+    image_size: int = 128
+    crop: int = 64
+    pool: int = 2000
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    kl_weight: float = 1e-5
+    body_weight: float = 4.0
+    skeleton_fraction: float = 0.25
+    seed: int = 0
+    eval_count: int = 64
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        factor = self.vae.downsample_factor
+        if self.crop % factor or self.image_size % factor or not 0 < self.crop <= self.image_size:
+            raise HumanSDError(f"VAE training: crop {self.crop} and image_size {self.image_size} must be multiples "
+                               f"of the VAE factor {factor}, with crop <= image_size")
+        if self.steps < 1 or self.batch_size < 1 or self.pool < 1 or self.eval_count < 1:
+            raise HumanSDError("VAE training: steps, batch_size, pool and eval_count must be at least 1")
+        if not 0.0 <= self.skeleton_fraction <= 1.0:
+            raise HumanSDError(f"VAE training: skeleton_fraction must lie in [0, 1], got {self.skeleton_fraction}")
+
+
+@dataclass(frozen=True)
+class VAETrainResult:
+    """What :func:`train_vae` returns: the file, the scale factor and held-out metrics.
+
+    ``psnr_scenes`` / ``psnr_skeletons``: reconstruction PSNR (dB, images in [0, 1])
+    through the posterior mean on full-size held-out images; ``seconds``: training time.
+    """
+
+    path: Path
+    scale_factor: float
+    psnr_scenes: float
+    psnr_skeletons: float
+    seconds: float
+    losses: list[float]
+
+
+def draw_pool(count: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scenes, skeletons)``, each uint8 ``[count, 3, size, size]``: scene ``i`` of ``seed`` and its skeleton."""
+    scenes = np.empty((count, size, size, 3), np.uint8)
+    skeletons = np.empty_like(scenes)
+    for i in range(count):
+        image, pose, _ = sample_scene(scene_rng(seed, i), size)
+        scenes[i], skeletons[i] = image, render_skeleton(pose)
+    return torch.from_numpy(scenes).permute(0, 3, 1, 2), torch.from_numpy(skeletons).permute(0, 3, 1, 2)
+
+
+def _batch(pool: tuple[torch.Tensor, torch.Tensor], opts: VAETrainOptions,
+           g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops ``[B, 3, crop, crop]`` in ``[-1, 1]`` (skeletons for ``skeleton_fraction`` of them)
+    and their L1 weights ``[B, 1, crop, crop]``: ``1 + body_weight`` where the skeleton image is drawn."""
+    scenes, skeletons = pool
+    n_skel = round(opts.batch_size * opts.skeleton_fraction)
+    picks = torch.randint(0, len(scenes), (opts.batch_size,), generator=g)
+    crops, weights = [], []
+    for k, index in enumerate(picks.tolist()):
+        top, left = (int(v) for v in torch.randint(0, opts.image_size - opts.crop + 1, (2,), generator=g))
+        window = (slice(None), slice(top, top + opts.crop), slice(left, left + opts.crop))
+        crop = (skeletons if k < n_skel else scenes)[index][window]
+        body = skeletons[index][window].amax(0, keepdim=True) > 0
+        if k >= n_skel and bool(torch.rand((), generator=g) < 0.5):  # skeleton colours code left/right: no flip
+            crop, body = crop.flip(-1), body.flip(-1)
+        crops.append(crop)
+        weights.append(1.0 + opts.body_weight * body.float())
+    return torch.stack(crops).float() / 127.5 - 1.0, torch.stack(weights)
+
+
+def vae_loss(vae: AutoencoderKL, x: torch.Tensor, weight: torch.Tensor, kl_weight: float,
+             noise: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(loss, l1)`` for images ``x [B,3,H,W]`` in ``[-1,1]``: the ``weight``-ed mean L1 (weights
+    ``[B,1,H,W]``) of the reconstruction through a posterior sample (``noise`` ``[B,4,h,w]``) plus
+    ``kl_weight`` × the mean KL to N(0, 1) per latent element; ``l1`` is the plain mean L1."""
+    mean, logvar = vae.encode_dist(x)
+    z = mean + torch.exp(0.5 * logvar) * noise
+    error = (vae.decode(z) - x).abs()
+    weighted = (error * weight).mean() / weight.mean()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+    return weighted + kl_weight * kl, float(error.detach().mean())
+
+
+@torch.no_grad()
+def _psnr(vae: AutoencoderKL, images: torch.Tensor, batch: int = 16) -> float:
+    errors = []
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch].float() / 127.5 - 1.0
+        y = vae(x).clamp(-1, 1)
+        errors.append(((y - x) / 2).pow(2).flatten(1).mean(1))
+    return float((-10 * torch.log10(torch.cat(errors).clamp(min=1e-10))).mean())
+
+
+@torch.no_grad()
+def latent_scale_factor(vae: AutoencoderKL, images: torch.Tensor, batch: int = 16) -> float:
+    """``1 / std`` of the posterior means of ``images`` (uint8 ``[N,3,H,W]``), to 4 significant digits."""
+    means = torch.cat([vae.encode(images[s:s + batch].float() / 127.5 - 1.0) for s in range(0, len(images), batch)])
+    return float(f"{1.0 / float(means.std()):.4g}")
+
+
+def save_vae(vae: AutoencoderKL, path: str | Path, scale_factor: float, extra: dict[str, str] | None = None,
+             dtype: torch.dtype = torch.float32) -> None:
+    """Write the VAE as ``first_stage_model.*`` safetensors with its config and scale factor in the metadata."""
+    state = {VAE_PREFIX + k: v.detach().to("cpu", dtype).contiguous() for k, v in vae.state_dict().items()}
+    meta = {VAE_METADATA_KEY: json.dumps(dataclasses.asdict(vae.config), sort_keys=True),
+            "scale_factor": repr(scale_factor), **(extra or {})}
+    atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+def train_vae(opts: VAETrainOptions, out: str | Path,
+              progress: Callable[[int, float], None] | None = None) -> VAETrainResult:
+    """Train a VAE from scratch (seeded) and write it to ``out`` (see the module docstring).
+
+    ``progress(step, l1)`` is called every ``log_every`` steps.
+    """
+    torch.manual_seed(opts.seed)
+    vae = AutoencoderKL(opts.vae)
+    began = time.perf_counter()
+    pool = draw_pool(opts.pool, opts.image_size, opts.seed)
+    held_out = draw_pool(opts.eval_count, opts.image_size, opts.seed + 1)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+
+    def factor(step: int) -> float:
+        if step < opts.warmup_steps:
+            return (step + 1) / opts.warmup_steps
+        progress_ = (step - opts.warmup_steps) / max(1, opts.steps - opts.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    g = torch.Generator().manual_seed(opts.seed)
+    latent = opts.crop // opts.vae.downsample_factor
+    losses: list[float] = []
+    vae.train()
+    for step in range(opts.steps):
+        x, weight = _batch(pool, opts, g)
+        noise = torch.randn(opts.batch_size, opts.vae.embed_dim, latent, latent, generator=g)
+        loss, l1 = vae_loss(vae, x, weight, opts.kl_weight, noise)
+        if not math.isfinite(l1):
+            raise HumanSDError(f"VAE training diverged at step {step} (loss {float(loss)}); try a lower lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(l1)
+        if progress is not None and ((step + 1) % opts.log_every == 0 or step + 1 == opts.steps):
+            progress(step + 1, float(np.mean(losses[-opts.log_every:])))
+    seconds = time.perf_counter() - began
+    vae.eval()
+    scale = latent_scale_factor(vae, held_out[0])
+    result = VAETrainResult(Path(out), scale, _psnr(vae, held_out[0]), _psnr(vae, held_out[1]), seconds, losses)
+    options = {k: v for k, v in dataclasses.asdict(opts).items() if k != "vae"}
+    save_vae(vae, out, scale, {"vae_training": json.dumps({**options, "psnr_scenes": round(result.psnr_scenes, 2),
+                                                             "psnr_skeletons": round(result.psnr_skeletons, 2)})})
+    logger.info("wrote %s (scale factor %s, PSNR scenes %.2f dB, skeletons %.2f dB)", out, scale,
+                result.psnr_scenes, result.psnr_skeletons)
+    return result

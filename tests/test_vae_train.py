@@ -1,0 +1,61 @@
+"""Training the autoencoder of a from-scratch model (humansd_core/training/vae_train.py), at toy sizes."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from humansd_core.errors import HumanSDError
+from humansd_core.models.checkpoint import build_models
+from humansd_core.models.configs import ModelConfig, UNetConfig, VAEConfig, tiny_config
+from humansd_core.training.modules import load_vae
+from humansd_core.training.vae_train import VAE_METADATA_KEY, VAETrainOptions, _batch, draw_pool, train_vae
+
+VAE = VAEConfig(ch=32, ch_mult=(1, 1), num_res_blocks=1)  # factor 2: 32 px scenes, 16 px crops
+
+
+def options(**changes: object) -> VAETrainOptions:
+    base = dict(vae=VAE, image_size=32, crop=16, pool=6, steps=3, batch_size=4, eval_count=2, warmup_steps=2)
+    return VAETrainOptions(**{**base, **changes})
+
+
+def test_trained_vae_is_what_humansd_train_reads(tmp_path: Path) -> None:
+    out = tmp_path / "vae.safetensors"
+    result = train_vae(options(), out)
+    assert result.path == out and result.scale_factor > 0 and len(result.losses) == 3
+    with safe_open(str(out), "pt") as handle:
+        meta = handle.metadata()
+        assert all(k.startswith("first_stage_model.") for k in handle.keys())
+    assert float(meta["scale_factor"]) == result.scale_factor and VAE_METADATA_KEY in meta
+    config = ModelConfig(unet=UNetConfig(**{**dataclasses.asdict(tiny_config().unet), "channel_mult": (1, 2)}),
+                         vae=VAE, text=tiny_config().text)
+    models = build_models(config)
+    load_vae(models, out)  # the trainer's --vae path: every key present with the right shape
+    assert torch.isfinite(models.vae.encode(torch.zeros(1, 3, 32, 32))).all()
+
+
+def test_loss_falls_within_a_few_dozen_steps(tmp_path: Path) -> None:
+    result = train_vae(options(steps=30, lr=3e-3, pool=1, skeleton_fraction=0.0), tmp_path / "vae.safetensors")
+    assert sum(result.losses[-5:]) < 0.7 * sum(result.losses[:5])
+
+
+def test_batches_weight_the_people_and_keep_skeletons_unflipped() -> None:
+    opts = options(batch_size=8, skeleton_fraction=0.5, body_weight=3.0)
+    pool = draw_pool(6, 32, seed=0)
+    x, weight = _batch(pool, opts, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 3, 16, 16) and weight.shape == (8, 1, 16, 16)
+    assert x.min() >= -1 and x.max() <= 1
+    assert set(weight.unique().tolist()) <= {1.0, 4.0} and (weight == 4.0).any()
+    skeleton_part = x[:4]
+    drawn = (skeleton_part > -1).any(1, keepdim=True)
+    assert torch.equal(drawn, weight[:4] == 4.0)  # a skeleton crop is weighted exactly where it is drawn
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(HumanSDError, match="crop"):
+        options(crop=15)
+    with pytest.raises(HumanSDError, match="skeleton_fraction"):
+        options(skeleton_fraction=1.5)
