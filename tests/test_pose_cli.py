@@ -1,4 +1,4 @@
-"""``humansd pose render|convert`` and ``humansd demo`` through the real CLI entry point."""
+"""``humansd pose render|convert`` through the real CLI entry point (``humansd demo``: tests/test_demo.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from humansd_core.cli import main
-from humansd_core.commands.demo import example_pose_files
 from humansd_core.pose import load_pose_file, place_on_canvas, render_skeleton
 
 ASSETS = Path(__file__).resolve().parents[1] / "humansd_core" / "assets" / "poses"
@@ -89,15 +88,3 @@ def test_convert_writes_pose_keypoint(tmp_path: Path) -> None:
     assert data["canvas_width"] == 640 and len(data["people"][0]["pose_keypoints_2d"]) == 54
     assert np.array_equal(load_pose_file(out)[0].keypoints, load_pose_file(ASSETS / "jump_coco.json")[0].keypoints)
 
-
-def test_demo_writes_a_contact_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert len(example_pose_files()) >= 3
-    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
-    sheet = tmp_path / "demo" / "demo_poses.png"
-    assert f"wrote {sheet}" in capsys.readouterr().out
-    image = read_png(sheet)
-    assert image.shape == (2 * 520 + 8, 2 * 520 + 8, 3)
-    (standing,) = load_pose_file(ASSETS / "standing.json")
-    tile = image[528:1040, 8:520]  # third tile (sorted names: dance, jump, standing, two_people)
-    expected = render_skeleton(place_on_canvas(standing, 512, 512, "fit"))
-    assert np.array_equal(tile[64:], expected[64:])  # below the label
