@@ -172,7 +172,8 @@ def test_comfyui_matches_the_core_pipeline(comfy_host: ComfyHost, tiny_path: Pat
     """
     frame = person_frame(SIZE)
     history = run(comfy_host, sampler_prompt(frame, sampler_name=sampler, scheduler=scheduler, steps=steps,
-                                             cfg=7.5, seed=11, placement="as-is"))
+                                             cfg=7.5, seed=11, placement="as-is", negative=defaults.NEGATIVE_PROMPT,
+                                             added_prompt=defaults.ADDED_PROMPT))
     comfy_levels = np.round(saved_images(comfy_host, history, "4")[0] * 255).astype(np.int16)
 
     pipe = HumanSDPipeline.from_checkpoint(tiny_path)
