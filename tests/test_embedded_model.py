@@ -73,8 +73,8 @@ def test_five_step_generation_follows_the_pose_better_than_chance(pipe: HumanSDP
     assert images.shape == (8, 3, embedded.SIZE, embedded.SIZE)
     score = embedded.score_poses(images, [pose for pose, _ in items])
     assert score.pck >= 3 * score.baseline_pck, score
-    # 5 steps (the demo runs more): measured 0.48 with the shipped weights, 15x its baseline
-    assert score.pck >= 0.4, score
+    # 5 steps (the demo runs 25): measured 0.652 with the shipped weights, baseline 0.016
+    assert score.pck >= 0.5, score
 
 
 def test_noise_images_score_at_chance() -> None:

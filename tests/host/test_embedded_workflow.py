@@ -48,5 +48,5 @@ def test_embedded_model_follows_the_poses_in_comfyui(comfy_host: ComfyHost) -> N
     assert images.shape == (8, embedded.SIZE, embedded.SIZE, 3)
     score = embedded.score_poses(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), poses)
     assert score.pck >= 3 * score.baseline_pck, score
-    # measured 0.456 through ComfyUI's sampler (7.8x its baseline); the core path measures 0.48
-    assert score.pck >= 0.4, score
+    # measured 0.669 through ComfyUI's sampler (baseline 0.007); the core path measures 0.652 at 5 steps
+    assert score.pck >= 0.5, score
