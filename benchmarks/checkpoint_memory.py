@@ -17,9 +17,7 @@ that reset (not Linux) the lifetime peak is used, an upper bound.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from humansd_core.models.configs import (  # noqa: E402
     VAEConfig,
     named_config,
 )
+from humansd_core.process_memory import peak_rss_bytes, reset_peak_rss  # noqa: E402
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -64,31 +63,13 @@ def get_config(name: str) -> ModelConfig:
     return mid_config() if name == "mid" else named_config(name)
 
 
-def _reset_peak() -> None:
-    """Linux: reset the process's peak RSS (VmHWM) so it measures only what follows."""
-    # Elsewhere ru_maxrss stays the lifetime peak: growth is then an upper bound.
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def _peak_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 def cmd_write(args: argparse.Namespace) -> dict:
-    _reset_peak()
+    reset_peak_rss()
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     write_random_checkpoint(args.path, get_config(args.config), dtype=DTYPES[args.dtype], seed=0)
     seconds = time.perf_counter() - start
-    result = {"seconds": seconds, "peak_rss": _peak_bytes(), "growth": _peak_bytes() - baseline,
+    result = {"seconds": seconds, "peak_rss": peak_rss_bytes(), "growth": peak_rss_bytes() - baseline,
               "file_bytes": Path(args.path).stat().st_size}
     if args.lightning:
         state = read_state_dict(args.path)
@@ -101,13 +82,13 @@ def cmd_load(args: argparse.Namespace) -> dict:
     from humansd_core.models.checkpoint import expected_shapes
 
     expected_shapes(config)  # meta build cached: imports and first-use costs out of the measurement
-    _reset_peak()
+    reset_peak_rss()
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     models = load_models(args.path, dtype=DTYPES[args.dtype], config=config)
     seconds = time.perf_counter() - start
     loaded = sum(t.numel() * t.element_size() for t in models.state_dict().values())
-    growth = _peak_bytes() - baseline
+    growth = peak_rss_bytes() - baseline
     return {"seconds": seconds, "loaded_bytes": loaded, "growth": growth, "ratio": growth / loaded}
 
 

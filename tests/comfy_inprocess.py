@@ -42,6 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from humansd_core.models.checkpoint import HumanSDModels, identify_config, load_models, open_tensors  # noqa: E402
 from humansd_core.models.configs import sd21_humansd_config  # noqa: E402
+from humansd_core.process_memory import peak_rss_bytes  # noqa: E402
 
 COMFY_FLAGS = ("--cpu", "--fp32-unet", "--fp32-vae", "--fp32-text-enc")
 PROMPTS = ("a photo of a woman dancing in a park, detailed background, best quality",
@@ -159,17 +160,6 @@ def compare_unet(unet: torch.nn.Module, comfy_unet: torch.nn.Module, config: Any
     """Core UNet vs ComfyUI's on :func:`unet_inputs` (batch 2, two timesteps)."""
     x, timesteps, context = unet_inputs(config, latent)
     return difference(unet(x, timesteps, context), comfy_unet(x, timesteps=timesteps, context=context))
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (Linux ``VmHWM``; 0 where unknown)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def parity(path: Path, latent: int) -> dict[str, Any]:
