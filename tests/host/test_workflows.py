@@ -29,6 +29,17 @@ def test_ui_workflow_matches_its_api_twin(comfy_host: ComfyHost, ui_path) -> Non
     assert ui == api
 
 
+@pytest.mark.parametrize("name", ["humansd_keypoints_to_image", "humansd_pose_batch_to_images", "humansd_lora"])
+def test_workflow_note_says_which_settings_it_carries(name: str) -> None:
+    """A workflow set for one model tells users of the other what to change (the note lives only in the UI)."""
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    notes = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1, f"{name}: expected one Note node, found {len(notes)}"
+    assert "humansd-v1" in notes[0] and "cfg 10" in notes[0] and "50" in notes[0]
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    assert all(node["class_type"] != "Note" for node in api.values())
+
+
 def test_comparison_sees_a_changed_widget(comfy_host: ComfyHost) -> None:
     """The check above can fail: one edited widget value makes the forms differ."""
     info = comfy_host.object_info()

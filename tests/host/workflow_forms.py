@@ -13,6 +13,8 @@ from typing import Any
 
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 SEED_NAMES = frozenset({"seed", "noise_seed"})
+# Nodes that live only in the UI (text notes): they have no API form and no links.
+FRONTEND_ONLY = frozenset({"Note", "MarkdownNote"})
 Comparable = dict[str, dict[str, Any]]
 
 
@@ -53,6 +55,9 @@ def ui_to_comparable(ui: dict[str, Any], object_info: dict[str, Any]) -> Compara
     for node in ui["nodes"]:
         assert node.get("mode", 0) == 0, f"node {node['id']} is muted or bypassed"
         kind = node["type"]
+        if kind in FRONTEND_ONLY:
+            assert not node.get("inputs") and not node.get("outputs"), f"note {node['id']} has connections"
+            continue
         assert kind in object_info, f"node {node['id']}: unknown type {kind!r}"
         values = list(node.get("widgets_values") or [])
         widgets: dict[str, Any] = {}
