@@ -27,6 +27,26 @@ CATEGORY = "HumanSD/pose"
 NO_FILE = "(none: use the text)"
 MAX_SHIFT = 16384.0
 AUX_PACK = "comfyui_controlnet_aux"
+# Detector choices of the photo and score nodes (new optional inputs, last, so saved workflows keep their widgets).
+OPENPOSE = "openpose body (controlnet-aux weights)"
+MANNEQUIN = "mannequin (bundled, one person, synthetic figures only)"
+MANNEQUIN_JUDGE = "mannequin judge (bundled, in the condition's boxes, synthetic figures only)"
+PHOTO_DETECTORS = (OPENPOSE, MANNEQUIN)
+SCORE_DETECTORS = (OPENPOSE, MANNEQUIN_JUDGE)
+_OPENPOSE_HELP = (f"'{OPENPOSE}': the CMU OpenPose body network with the weights comfyui_controlnet_aux uses "
+                  "(body_pose_model.pth, CMU non-commercial licence, never downloaded here); finds any number of "
+                  "real people anywhere in real photos.")
+_MANNEQUIN_HELP = ("a tiny estimator bundled with this pack (no weights to install), trained only on the pack's "
+                   "synthetic mannequins (the embedded model's world): on real photos its output is meaningless.")
+PHOTO_DETECTOR_TOOLTIP = (
+    f"{_OPENPOSE_HELP} '{MANNEQUIN}': {_MANNEQUIN_HELP} It reads exactly ONE person from the whole image (each "
+    "joint where its response is strongest; two people get mixed into one) and drops joints it is less than 10% "
+    "sure of; weights_path and input_height are ignored.")
+SCORE_DETECTOR_TOOLTIP = (
+    f"{_OPENPOSE_HELP} Detected people are paired with the condition's by OKS. '{MANNEQUIN_JUDGE}': "
+    f"{_MANNEQUIN_HELP} It reads each condition person's joints inside that person's box (its joints' box grown "
+    "by 15% a side), so it measures whether the body is where the pose says; a box where no joint scores 10% or "
+    "more counts as nobody detected. detector_weights is ignored.")
 POSE_KEYPOINT_INPUT = ("POSE_KEYPOINT", {
     "tooltip": "Poses from any pack (OpenPose/DWPose preprocessors, pose editors, HumanSD nodes): "
                "one frame dict per image; pixel or normalised coordinates."})
@@ -133,24 +153,30 @@ def _detector(path: str, mtime_ns: int, device: str):
 
 
 class HumanSDPoseFromImage:
-    """Detect body poses in photos with the OpenPose body network."""
+    """Detect body poses in photos (OpenPose body network) or in synthetic mannequin pictures (bundled estimator)."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        return {"required": {
-            "image": ("IMAGE", {"tooltip": "Photos to read poses from; each image gives one frame."}),
-            "weights_path": ("STRING", {
-                "default": "",
-                "tooltip": "Path to body_pose_model.pth (OpenPose body, CMU licence: non-commercial use only). "
-                           "Empty = where comfyui_controlnet_aux keeps it: $AUX_ANNOTATOR_CKPTS_PATH or "
-                           "custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/."}),
-            "input_height": ("INT", {"default": 368, "min": 64, "max": 2048, "step": 8,
-                                     "tooltip": "Photos are resized to this height for the network "
-                                                "(368 = OpenPose's default; lower is faster, coarser)."}),
-            "threshold": DRAW_INPUTS["threshold"],
-            "thickness": DRAW_INPUTS["thickness"],
-            "scale_thickness": DRAW_INPUTS["scale_thickness"],
-        }}
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Photos to read poses from; each image gives one frame."}),
+                "weights_path": ("STRING", {
+                    "default": "",
+                    "tooltip": "OpenPose detector only: path to body_pose_model.pth (CMU licence: non-commercial "
+                               "use only). Empty = where comfyui_controlnet_aux keeps it: $AUX_ANNOTATOR_CKPTS_PATH "
+                               "or custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/."}),
+                "input_height": ("INT", {"default": 368, "min": 64, "max": 2048, "step": 8,
+                                         "tooltip": "OpenPose detector only: photos are resized to this height for "
+                                                    "the network (368 = OpenPose's default; lower is faster, "
+                                                    "coarser)."}),
+                "threshold": DRAW_INPUTS["threshold"],
+                "thickness": DRAW_INPUTS["thickness"],
+                "scale_thickness": DRAW_INPUTS["scale_thickness"],
+            },
+            "optional": {
+                "detector": (list(PHOTO_DETECTORS), {"default": OPENPOSE, "tooltip": PHOTO_DETECTOR_TOOLTIP}),
+            },
+        }
 
     RETURN_TYPES = ("POSE_KEYPOINT", "IMAGE")
     RETURN_NAMES = ("pose_keypoint", "skeleton")
@@ -158,24 +184,32 @@ class HumanSDPoseFromImage:
                        "The detected poses drawn as HumanSD skeletons at the photo's size.")
     FUNCTION = "detect"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Finds people's body poses in photos with the OpenPose body network (the weights "
-                   "comfyui_controlnet_aux uses; nothing is downloaded) and draws them as HumanSD skeletons.")
+    DESCRIPTION = ("Finds people's body poses in photos and draws them as HumanSD skeletons. Default detector: "
+                   "the OpenPose body network (the weights comfyui_controlnet_aux uses; nothing is downloaded). "
+                   "The bundled mannequin estimator reads one person from pictures of this pack's synthetic "
+                   "mannequins (e.g. to test the pose -> image loop without OpenPose weights).")
 
-    def detect(self, image, weights_path, input_height, threshold, thickness, scale_thickness) -> tuple:
+    def detect(self, image, weights_path, input_height, threshold, thickness, scale_thickness,
+               detector: str = OPENPOSE) -> tuple:
         import comfy.model_management
         import comfy.utils
 
-        from ..humansd_core.pose.detect import find_openpose_weights
-
-        path = find_openpose_weights(weights_path.strip() or None, aux_pack_dirs=_aux_pack_dirs())
-        detector = _detector(str(path), path.stat().st_mtime_ns, str(comfy.model_management.get_torch_device()))
         photos = images_to_uint8(image)
-        progress = comfy.utils.ProgressBar(len(photos))
-        frames = []
-        for photo in photos:
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            frames.append(detector.detect(photo, input_height=input_height))
-            progress.update(1)
+        if detector == MANNEQUIN:
+            from ..humansd_core.pose.mannequin_detect import detect_mannequin_poses
+
+            frames = detect_mannequin_poses(photos)
+        else:
+            from ..humansd_core.pose.detect import find_openpose_weights
+
+            path = find_openpose_weights(weights_path.strip() or None, aux_pack_dirs=_aux_pack_dirs())
+            network = _detector(str(path), path.stat().st_mtime_ns, str(comfy.model_management.get_torch_device()))
+            progress = comfy.utils.ProgressBar(len(photos))
+            frames = []
+            for photo in photos:
+                comfy.model_management.throw_exception_if_processing_interrupted()
+                frames.append(network.detect(photo, input_height=input_height))
+                progress.update(1)
         skeleton, pose_keypoint = draw_frames(frames, 0, 0, "as-is", threshold, thickness, scale_thickness)
         return pose_keypoint, skeleton
 
@@ -290,7 +324,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HumanSDPoseFromKeypoints": "HumanSD Skeleton from Keypoints",
     "HumanSDPoseFromJSON": "HumanSD Pose from JSON",
-    "HumanSDPoseFromImage": "HumanSD Pose from Photo (OpenPose)",
+    "HumanSDPoseFromImage": "HumanSD Pose from Photo",
     "HumanSDPoseTransform": "HumanSD Pose Transform",
     "HumanSDPosePreview": "HumanSD Pose Preview",
 }

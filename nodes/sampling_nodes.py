@@ -6,11 +6,11 @@ preview and the cancel button work; the pose enters as the conditioning's
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from ..humansd_core import defaults
 from ._pose_render import DRAW_INPUTS, PLACEMENTS
+from .pose_nodes import MANNEQUIN_JUDGE, OPENPOSE, SCORE_DETECTOR_TOOLTIP, SCORE_DETECTORS, _aux_pack_dirs, _detector
 
 DEFAULT_THRESHOLD = DRAW_INPUTS["threshold"][1]["default"]
 DEFAULT_THICKNESS = DRAW_INPUTS["thickness"][1]["default"]
@@ -169,12 +169,13 @@ class HumanSDPoseScore:
             },
             "optional": {
                 "detector_weights": ("STRING", {"default": "", "tooltip": (
-                    "Path of OpenPose body_pose_model.pth (CMU licence: non-commercial use). Empty: "
+                    "OpenPose detector only: path of body_pose_model.pth (CMU licence: non-commercial use). Empty: "
                     "$AUX_ANNOTATOR_CKPTS_PATH, then comfyui_controlnet_aux's ckpts folder.")}),
                 "placement": _PLACEMENT,
                 "threshold": ("FLOAT", {"default": DEFAULT_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.01,
                                         "tooltip": "Joints at or below this confidence are ignored in the "
                                                    "condition and count as not found in the detection."}),
+                "detector": (list(SCORE_DETECTORS), {"default": OPENPOSE, "tooltip": SCORE_DETECTOR_TOOLTIP}),
             },
         }
 
@@ -186,42 +187,39 @@ class HumanSDPoseScore:
     FUNCTION = "score"
     CATEGORY = "HumanSD/pose"
     OUTPUT_NODE = True
-    DESCRIPTION = ("Runs the OpenPose body detector on each image and compares the people found with the "
-                   "condition by COCO object keypoint similarity (OKS). Picks the best image per pose.")
+    DESCRIPTION = ("Detects the pose in each image (OpenPose body network, or for the synthetic mannequins of the "
+                   "embedded model the bundled judge estimator) and compares it with the condition by COCO object "
+                   "keypoint similarity (OKS). Picks the best image per pose.")
 
     def score(self, images: object, pose_keypoint: object, detector_weights: str = "", placement: str = "fit",
-              threshold: float = DEFAULT_THRESHOLD) -> dict:
+              threshold: float = DEFAULT_THRESHOLD, detector: str = OPENPOSE) -> dict:
         import comfy.model_management as mm
-        import numpy as np
 
-        from ..humansd_core.errors import HumanSDError
         from ..humansd_core.pose import find_openpose_weights
+        from ..humansd_core.pose.batch_score import images_per_pose, score_batch
         from ..humansd_core.pose.metrics import pose_agreement
         from ._pose_input import poses_on_canvas
         from ._pose_render import images_to_uint8
-        from .pose_nodes import _aux_pack_dirs, _detector
 
         count, height, width = images.shape[0], images.shape[1], images.shape[2]
         poses = poses_on_canvas(pose_keypoint, width, height, placement)
-        if count % len(poses):
-            raise HumanSDError(f"images: {count} images cannot be split evenly over {len(poses)} poses")
-        path = find_openpose_weights(detector_weights.strip() or None, aux_pack_dirs=_aux_pack_dirs())
-        detector = _detector(str(path), path.stat().st_mtime_ns, str(mm.get_torch_device()))
-        per_pose = count // len(poses)
-        pixels = images_to_uint8(images, "images")
-        results = []
-        for i in range(count):
-            mm.throw_exception_if_processing_interrupted()
-            detected = detector.detect(pixels[i])
-            results.append(pose_agreement(poses[i // per_pose], detected, threshold))
-        best = [max(range(p * per_pose, (p + 1) * per_pose), key=lambda i: results[i].mean_oks)
-                for p in range(len(poses))]
-        mean = float(np.mean([r.mean_oks for r in results]))
-        report = json.dumps({"mean_oks": mean, "best": best, "images": [
-            {"pose": i // per_pose, "oks": list(r.per_person), "mean_oks": r.mean_oks,
-             "people_given": r.people_given, "people_detected": r.people_detected} for i, r in enumerate(results)]})
-        logger.info("HumanSD pose score: mean OKS %.3f over %d images", mean, count)
-        return {"ui": {"text": [report]}, "result": (images[best], mean, report)}
+        per_pose = images_per_pose(count, len(poses))
+        conditions = [poses[i // per_pose] for i in range(count)]
+        if detector == MANNEQUIN_JUDGE:
+            from ..humansd_core.pose.mannequin_detect import mannequin_agreements
+
+            results = mannequin_agreements(images[..., :3], conditions, threshold)
+        else:
+            path = find_openpose_weights(detector_weights.strip() or None, aux_pack_dirs=_aux_pack_dirs())
+            network = _detector(str(path), path.stat().st_mtime_ns, str(mm.get_torch_device()))
+            results = []
+            for condition, pixels in zip(conditions, images_to_uint8(images, "images")):
+                mm.throw_exception_if_processing_interrupted()
+                results.append(pose_agreement(condition, network.detect(pixels), threshold))
+        scored = score_batch(results, len(poses))
+        report = scored.report()
+        logger.info("HumanSD pose score: mean OKS %.3f over %d images", scored.mean_oks, count)
+        return {"ui": {"text": [report]}, "result": (images[scored.best], scored.mean_oks, report)}
 
 
 NODE_CLASS_MAPPINGS = {

@@ -92,8 +92,9 @@ def test_lora_through_stock_loaders_and_the_model_patch(comfy_host: ComfyHost, f
 
 
 def test_photo_workflow_detects_then_generates(comfy_host: ComfyHost, full_name: str, tmp_path: Path) -> None:
-    """The photo → pose → image graph is valid and runs the detector; with the random
-    detector weights available here no person is found, and the sampler says so."""
+    """The photo → pose → image graph with its default OpenPose detector runs the network; with the
+    random weights available here no person is found, and the sampler says so. The same workflow
+    runs to an image with the bundled mannequin detector in ``test_pose_detection_workflow.py``."""
     from humansd_core.pose.detect import body_network_class
 
     torch.manual_seed(0)
