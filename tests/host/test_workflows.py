@@ -29,7 +29,7 @@ def test_ui_workflow_matches_its_api_twin(comfy_host: ComfyHost, ui_path) -> Non
     assert ui == api
 
 
-@pytest.mark.parametrize("name", ["humansd_keypoints_to_image", "humansd_pose_batch_to_images", "humansd_lora"])
+@pytest.mark.parametrize("name", ["humansd_keypoints_to_image", "humansd_pose_batch_to_images", "humansd_lora", "humansd_photo_to_image"])
 def test_workflow_note_says_which_settings_it_carries(name: str) -> None:
     """A workflow set for one model tells users of the other what to change (the note lives only in the UI)."""
     ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
