@@ -167,7 +167,7 @@ def test_comfyui_matches_the_core_pipeline(comfy_host: ComfyHost, tiny_path: Pat
     documented difference on top: ComfyUI starts from ``noise * sigma_0`` when the
     first sigma is below sigma_max, the core (like the reference DDIM) from
     unit-variance ``z_T``, ``noise * sqrt(1 + sigma_0**2)``; at 50 steps (t=981,
-    sigma_0 ~ 14.6) that start is 0.23 % larger: measured 19 % of values off by 1-2 levels
+    sigma_0 = 13.12) that start is 0.29 % larger: measured 19 % of values off by 1-2 levels
     (Euler, without that difference: 0.5 % off by 1 level).
     """
     frame = person_frame(SIZE)
