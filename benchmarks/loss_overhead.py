@@ -10,12 +10,21 @@ beside it). Options:
 * ``paper-full`` — full decode, estimator at full size, area mask.
 * ``paper-reduced`` — VAE decode of the latent pooled by 2, estimator at 1/2 size.
 * ``paper-reduced-4`` — VAE decode of the latent pooled by 4, estimator at 1/4 size.
-* ``paper-linear-1/2`` — fitted 1x1 latent→RGB map (upsampled), estimator at 1/2 size (DEFAULT).
+* ``paper-distilled`` — no decode, no estimator: a small conv net on the latent
+  (:mod:`humansd_core.training.distilled`) distilled from the full decode + full-size
+  estimator (DEFAULT). Checkpoint runs: the bundled net when it was distilled from this
+  VAE and estimator (the embedded model with ``--estimator mannequin``), else the
+  ``-first8`` fit; random-weight runs: a net fitted on a few of the model's outputs
+  (timing only).
+* ``paper-distilled-first8`` (``--checkpoint`` only) — the net the loss fits by itself
+  when none is given: on the model's ``ε̂ − ε`` of its first 8 batches (the full path
+  gives their masks meanwhile), 1500 steps.
+* ``paper-linear-1/2`` — fitted 1x1 latent→RGB map (upsampled), estimator at 1/2 size.
 * ``paper-linear`` — fitted 1x1 latent→RGB map, estimator at 1/4 size.
 * ``paper-linear-1/8`` — the same, estimator at latent size (1/8).
 * ``paper-linear-k4`` — paper-linear, mask recomputed every 4 steps.
 * ``gaussian`` — ground-truth keypoint Gaussians (no decode, no network).
-* ``paper-linear-1/2-init`` (``--checkpoint`` only) — the default, its linear map fitted
+* ``paper-linear-1/2-init`` (``--checkpoint`` only) — ``paper-linear-1/2``, its linear map fitted
   on ``−ε`` (what a training run from a fresh UNet, whose output is 0, fits on its
   first batch) instead of the checkpoint's ``ε̂ − ε``.
 
@@ -39,6 +48,15 @@ Two ways to run it:
   (threshold 0.05), overall and per bin. The linear options' map is fitted on one
   batch of the model's predictions (as the loss fits on its first batch).
 
+Measured (``--checkpoint embedded --estimator mannequin --threads 1``, 2-core CPU shared
+with other jobs): plain step 0.563 CPU s; ``paper-distilled`` 1.061x (wall 1.038x), mask
+IoU 0.644 overall, per bin t0–199 … t800–999: 0.896 0.851 0.812 0.400 0.206;
+``paper-distilled-first8`` 1.041x, IoU 0.572 (… 0.311 0.068); ``paper-linear-1/2``
+1.050x, IoU 0.205 (… 0.000 0.000: empty masks at t ≥ 600); ``paper-reduced`` 1.333x,
+IoU 0.271; ``paper-full`` 2.544x; ``reference`` 3.460x. Random tiny architecture
+(``--arch tiny``, OpenPose with random weights): ``paper-distilled`` 1.056x against
+2.856x for ``paper-linear-1/2`` (it skips the 52 M-parameter estimator).
+
 Usage: ``python benchmarks/loss_overhead.py [--arch tiny|full|both] [--rounds N]
 [--checkpoint embedded --estimator mannequin] [--threads 1]``.
 Last line: ``heatmap_loss_overhead=<ratio> mask_iou=<iou>`` for the default option
@@ -61,6 +79,12 @@ from humansd_core.models.vae import AutoencoderKL
 from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
 from humansd_core.pose.keypoints import PoseSet
 from humansd_core.training.decoders import FullVAEDecoder, fit_linear_decoder
+from humansd_core.training.distilled import (
+    distillation_source,
+    fit_distilled_estimator,
+    shipped_distilled,
+    teacher_heatmaps,
+)
 from humansd_core.training.estimators import (
     KeypointGaussianEstimator,
     OpenPoseHeatmapEstimator,
@@ -68,8 +92,9 @@ from humansd_core.training.estimators import (
 from humansd_core.training.loss import HeatmapGuidedLoss, HeatmapLossConfig
 from humansd_core.training.modules import Denoiser
 
-DEFAULT = "paper-linear-1/2"
+DEFAULT = "paper-distilled"
 OPTIONS = {
+    "paper-distilled": HeatmapLossConfig(decoder="distilled"),
     "reference": HeatmapLossConfig(mode="reference"),
     "paper-full": HeatmapLossConfig(decoder="full", estimator_scale=1.0),
     "paper-reduced": HeatmapLossConfig(decoder="reduced", reduce_factor=2, estimator_scale=0.5),
@@ -82,7 +107,8 @@ OPTIONS = {
 }
 
 
-INIT_FIT = "paper-linear-1/2-init"  # checkpoint runs only: the default, linear map fitted on -eps
+INIT_FIT = "paper-linear-1/2-init"  # checkpoint runs only: the linear map fitted on -eps
+FIRST8 = "paper-distilled-first8"  # checkpoint runs only: the distilled net fitted on the first 8 batches
 
 
 def random_models(arch: str) -> tuple:
@@ -127,18 +153,27 @@ def make_pose(size: int) -> PoseSet:
     return PoseSet(kp.astype(np.float32), size, size)
 
 
-def make_losses(vae, estimator, scale_factor: float, threshold: float, linear=None, init_fit=None
-                ) -> dict[str, HeatmapGuidedLoss]:
-    """One loss per option; ``linear``/``init_fit``: pre-fitted linear decoders (None: fitted on first use)."""
-    def make(name: str, config: HeatmapLossConfig, decoder=None) -> HeatmapGuidedLoss:
+def make_losses(vae, estimator, scale_factor: float, threshold: float, distilled, linear=None, init_fit=None,
+                first8=None) -> dict[str, HeatmapGuidedLoss]:
+    """One loss per option; ``distilled``: the default's net; ``linear``/``init_fit``: pre-fitted linear decoders
+    (None: fitted on first use); ``first8``: the distilled net fitted on the first 8 batches (checkpoint runs)."""
+    def make(name: str, config: HeatmapLossConfig, decoder=None, net=None) -> HeatmapGuidedLoss:
         config = HeatmapLossConfig(**{**config.__dict__, "threshold": threshold})
         return HeatmapGuidedLoss(vae, KeypointGaussianEstimator() if name == "gaussian" else estimator, config,
-                                 scale_factor=scale_factor, linear_decoder=decoder)
+                                 scale_factor=scale_factor, linear_decoder=decoder, distilled=net)
 
-    losses = {name: make(name, c, linear) for name, c in OPTIONS.items()}
+    losses = {name: make(name, c, linear, distilled) for name, c in OPTIONS.items()}
+    if first8 is not None:
+        losses = {DEFAULT: losses.pop(DEFAULT), FIRST8: make(FIRST8, OPTIONS[DEFAULT], net=first8), **losses}
     if init_fit is not None:
-        losses[INIT_FIT] = make(INIT_FIT, OPTIONS[DEFAULT], init_fit)
+        losses[INIT_FIT] = make(INIT_FIT, OPTIONS["paper-linear-1/2"], init_fit)
     return losses
+
+
+def fit_student(full, estimator, diffs, steps: int = 1500):
+    """The distilled net fitted on ``diffs`` (teacher: ``full`` decode + ``estimator`` at full size)."""
+    latents = torch.cat(list(diffs))
+    return fit_distilled_estimator(latents, teacher_heatmaps(full, estimator, latents), steps=steps)
 
 
 class StepTimer:
@@ -213,7 +248,8 @@ def run_random(arch: str, size: int, rounds: int, openpose_path: str | None) -> 
         estimator = KeypointGaussianEstimator() if name == "gaussian" else openpose
         return HeatmapGuidedLoss(vae, estimator, config, scale_factor=cfg.scale_factor)
 
-    losses = make_losses(vae, openpose, cfg.scale_factor, threshold)
+    student = fit_student(FullVAEDecoder(vae, cfg.scale_factor), openpose, [p - e for p, e in pairs], steps=100)
+    losses = make_losses(vae, openpose, cfg.scale_factor, threshold, student)
     ious, dependence = mask_ious(losses, make, pairs, poses)
     opt = (torch.optim.AdamW if arch == "tiny" else torch.optim.SGD)(unet.parameters(), lr=1e-7)
     z0 = torch.randn(1, 4, lat, lat, generator=g)
@@ -238,7 +274,12 @@ def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, si
     first = agree.model_predictions(models, size, 1, batch, batch, seed=agree.EVAL_SEED + 1)[0]
     model_fit = fit_linear_decoder(full, first.eps_pred - first.eps)  # what the loss fits on its first batch
     init_fit = fit_linear_decoder(full, -first.eps)  # a fresh UNet predicts 0: the first batch's diff is -eps
-    losses = make_losses(vae, estimator, cfg.scale_factor, threshold, model_fit, init_fit)
+    first8 = fit_student(full, estimator, [p.eps_pred - p.eps for p in agree.model_predictions(
+        models, size, 1, 8 * batch, batch, seed=agree.EVAL_SEED + 1)])
+    bundled = shipped_distilled()
+    matches = bundled.source == distillation_source(vae, estimator)
+    losses = make_losses(vae, estimator, cfg.scale_factor, threshold, bundled if matches else first8, model_fit,
+                         init_fit, first8)
     reference = HeatmapGuidedLoss(vae, estimator, HeatmapLossConfig(decoder="full", estimator_scale=1.0,
                                                                     threshold=threshold), cfg.scale_factor)
     result = agree.agreement(losses, reference, predictions, bins)
@@ -256,6 +297,7 @@ def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, si
     print(f"\n[checkpoint {path}] {size}x{size} images, latent {lat}x{lat}, batch {batch}, fp32 CPU, AdamW, "
           f"text tower trained, {rounds} rounds, {torch.get_num_threads()} threads; estimator {estimator_name}, "
           f"threshold {threshold}; {sum(len(p.t) for p in predictions)} samples ({bins} timestep bins x {per_bin}); "
+          f"{DEFAULT}: {'the bundled net' if matches else 'the first-8-batches fit (the bundled net does not fit)'}; "
           f"linear map R² on them: model fit {agree.linear_fit_r2(model_fit, full, diffs):.3f}, "
           f"-eps fit {agree.linear_fit_r2(init_fit, full, diffs):.3f}")
     print_times(times, result.iou)

@@ -12,10 +12,21 @@ from humansd_core.models.configs import tiny_config
 from humansd_core.models.vae import AutoencoderKL
 from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
 from humansd_core.pose.keypoints import PoseSet
+from humansd_core import embedded
+from humansd_core.errors import CheckpointError
 from humansd_core.training.decoders import (
     FullVAEDecoder,
     ReducedVAEDecoder,
     fit_linear_decoder,
+)
+from humansd_core.training.distilled import (
+    DistilledConfig,
+    DistilledHeatmapEstimator,
+    LatentHeatmapNet,
+    distillation_error,
+    distillation_source,
+    fit_distilled_estimator,
+    teacher_heatmaps,
 )
 from humansd_core.training.estimators import (
     KeypointGaussianEstimator,
@@ -26,6 +37,7 @@ from humansd_core.training.loss import (
     HeatmapLossConfig,
     TimestepBinStats,
 )
+from humansd_core.training.tiny_estimator import shipped_estimator
 
 CFG = tiny_config()
 S = CFG.scale_factor
@@ -124,10 +136,11 @@ def test_reference_form_on_constructed_cases(vae) -> None:
         assert float(diag.mask_coverage) == (1.0 if count == 0.0 else 0.0)
 
 
-@pytest.mark.parametrize("decoder", ["full", "reduced", "linear"])
+@pytest.mark.parametrize("decoder", ["full", "reduced", "linear", "distilled"])
 @pytest.mark.parametrize("mask_to_latent", ["area", "vae"])
 def test_every_decoder_runs_on_the_tiny_models(vae, openpose, decoder, mask_to_latent) -> None:
-    config = HeatmapLossConfig(decoder=decoder, mask_to_latent=mask_to_latent, threshold=0.03)
+    config = HeatmapLossConfig(decoder=decoder, mask_to_latent=mask_to_latent, threshold=0.03, distill_batches=1,
+                               distill_steps=3)  # distilled: the full path on the first call, the fitted net next
     loss_fn = HeatmapGuidedLoss(vae, openpose, config, scale_factor=S)
     pred, eps = noise_pair()
     loss, diag = loss_fn(pred, eps, torch.tensor([100, 900]))
@@ -155,6 +168,82 @@ def test_decoder_output_sizes_and_linear_fit(vae) -> None:
     target = torch.nn.functional.interpolate(full(held_out), size=(LATENT, LATENT), mode="area")
     const = torch.nn.functional.interpolate(full(diff[:3]), size=(LATENT, LATENT), mode="area").mean(dim=(0, 2, 3))
     assert (approx - target).square().mean() < (const[None, :, None, None] - target).square().mean()
+
+
+def difference_like(count: int, seed: int) -> torch.Tensor:
+    """``ε̂ − ε``-like latents ``[count,4,8,8]``: noise at scales from small (high t) to large (low t)."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.linspace(0.1, 1.0, count).view(-1, 1, 1, 1)
+    return scales * torch.randn(count, 4, LATENT, LATENT, generator=g) + 0.3 * scales * torch.randn(
+        count, 4, 1, 1, generator=g)
+
+
+@pytest.fixture(scope="module")
+def mannequin():
+    return shipped_estimator("loss")
+
+
+def test_distillation_fit_lowers_the_error_on_held_out_inputs(vae, mannequin) -> None:
+    full = FullVAEDecoder(vae, S)
+    fit_x, test_x = difference_like(48, seed=0), difference_like(16, seed=1)
+    fit_y, test_y = teacher_heatmaps(full, mannequin, fit_x), teacher_heatmaps(full, mannequin, test_x)
+    assert fit_y.shape == (48, 17, LATENT, LATENT) and 0 <= fit_y.min() and fit_y.max() <= 1
+    torch.manual_seed(0)
+    untrained = DistilledHeatmapEstimator(LatentHeatmapNet(), DistilledConfig())
+    student = fit_distilled_estimator(fit_x, fit_y, steps=150, batch_size=16)
+    fitted, before = distillation_error(student, test_x, test_y), distillation_error(untrained, test_x, test_y)
+    # A per-joint constant map (the fit targets' mean) is the baseline a useful net must beat.
+    mean_map = fit_y.mean(dim=(0, 2, 3)).view(1, -1, 1, 1).expand_as(test_y).clamp(1e-6, 1 - 1e-6)
+    constant = float(torch.nn.functional.binary_cross_entropy(mean_map, test_y))
+    assert fitted < 0.9 * before and fitted < constant, (fitted, before, constant)
+    again = fit_distilled_estimator(fit_x, fit_y, steps=150, batch_size=16)  # same seed: same net
+    torch.testing.assert_close(again(test_x), student(test_x))
+
+
+def test_distilled_net_shape_contract_and_file_round_trip(tmp_path) -> None:
+    config = DistilledConfig(latent_channels=4, joints=5, width=16, dilations=(1, 2), groups=4)
+    net = DistilledHeatmapEstimator(LatentHeatmapNet(config), config, {"vae": "abc", "estimator": "def"})
+    for h, w in ((8, 8), (6, 10)):
+        out = net(torch.randn(3, 4, h, w))
+        assert out.shape == (3, 5, h, w) and out.min() >= 0 and out.max() <= 1 and not out.requires_grad
+    with pytest.raises(HumanSDError, match=r"\[B,4,h,w\]"):
+        net(torch.randn(3, 3, 8, 8))
+    x = torch.randn(2, 4, 8, 8)
+    net.save(tmp_path / "student.safetensors", half=True)
+    loaded = DistilledHeatmapEstimator.from_file(tmp_path / "student.safetensors")
+    assert loaded.config == config and loaded.source == {"vae": "abc", "estimator": "def"}
+    torch.testing.assert_close(loaded(x), net(x), atol=2e-3, rtol=0)
+    again = DistilledHeatmapEstimator.from_state(net.state_tensors(), net.metadata())
+    torch.testing.assert_close(again(x), net(x))
+    with pytest.raises(CheckpointError, match="not a distilled estimator"):  # the bundled pose estimator's file
+        DistilledHeatmapEstimator.from_file(embedded.weights_dir() / "estimator_loss.safetensors")
+    with pytest.raises(HumanSDError):
+        DistilledConfig(width=10, groups=4)
+
+
+def test_distilled_loss_uses_the_full_path_until_fitted_then_never_decodes(vae, mannequin) -> None:
+    config = HeatmapLossConfig(decoder="distilled", distill_batches=2, distill_steps=5)
+    loss_fn = HeatmapGuidedLoss(vae, mannequin, config, scale_factor=S)
+    exact = HeatmapGuidedLoss(vae, mannequin, HeatmapLossConfig(decoder="full", estimator_scale=1.0), scale_factor=S)
+    calls = []
+    hook = vae.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        batches = [noise_pair(batch=2, seed=s) for s in (10, 11, 12)]
+        for i, (pred, eps) in enumerate(batches[:2]):
+            weight = loss_fn.weight_map(pred, eps)
+            assert calls == [1] and (loss_fn.distilled is None) == (i == 0)  # fitted after the 2nd batch
+            calls.clear()
+            torch.testing.assert_close(weight, exact.weight_map(pred, eps))  # the full path's mask, exactly
+            calls.clear()
+        weight = loss_fn.weight_map(*batches[2])
+        assert calls == [] and weight.shape == (2, 1, LATENT, LATENT)  # the fitted net: no decode
+        assert weight.min() >= 1.0 and weight.max() <= 1.1 + 1e-6
+    finally:
+        hook.remove()
+    assert loss_fn.distilled.source == {}  # fitted in the loss: tied to nothing it could be checked against
+    source = distillation_source(vae, mannequin)
+    assert len(source["vae"]) == 64 and source == distillation_source(vae, mannequin)
+    assert source["estimator"] != distillation_source(vae, shipped_estimator("judge"))["estimator"]
 
 
 def test_decoding_is_skipped_or_done_once(vae, openpose) -> None:
@@ -219,6 +308,26 @@ def test_timestep_bins_and_config_validation(vae) -> None:
     assert summary["count"] == [1.0, 0.0, 0.0, 1.0]
     assert summary["coverage"][0] > 0 and summary["coverage"][3] == 0.0 and math.isnan(summary["coverage"][1])
     assert summary["weight"][3] == pytest.approx(1.0)
-    for bad in ({"mode": "other"}, {"decoder": "tiny"}, {"threshold": 1.5}, {"refresh_every": 0}):
+    for bad in ({"mode": "other"}, {"decoder": "tiny"}, {"threshold": 1.5}, {"refresh_every": 0},
+                {"distill_batches": 0}, {"distill_steps": 0}):
         with pytest.raises(HumanSDError):
             HeatmapLossConfig(**bad)
+
+
+def test_trainer_fits_the_distilled_net_and_a_resume_gets_it_back(tmp_path) -> None:
+    from training_helpers import make_dataset, tiny_train_config
+
+    from humansd_core.training.trainer import Trainer
+
+    data = make_dataset(tmp_path / "data", count=4)
+    options = {"loss": "heatmap", "estimator": "tiny", "heatmap_decoder": "distilled", "distill_batches": 1,
+               "distill_steps": 3, "steps": 2, "log_every": 1}
+    trainer = Trainer(tiny_train_config(data, tmp_path / "run", **options))
+    assert trainer.loss_fn.distilled is None  # the tiny random VAE is not the embedded one: fitted in the run
+    trainer.train()
+    assert trainer.loss_fn.distilled is not None
+    tensors = trainer.data.extra_tensors()
+    other = Trainer(tiny_train_config(data, tmp_path / "other", **options))
+    other.data.load_extra(tensors)
+    x = torch.randn(2, 4, LATENT, LATENT)
+    torch.testing.assert_close(other.loss_fn.distilled(x), trainer.loss_fn.distilled(x))

@@ -1,4 +1,4 @@
-"""Training parts: the heatmap-guided loss, heatmap estimators, latent decoders, LoRA."""
+"""Training parts: the heatmap-guided loss, heatmap estimators, latent decoders, the distilled net, LoRA."""
 from __future__ import annotations
 
 from .decoders import (
@@ -6,6 +6,12 @@ from .decoders import (
     LinearLatentDecoder,
     ReducedVAEDecoder,
     fit_linear_decoder,
+)
+from .distilled import (
+    DistilledHeatmapEstimator,
+    fit_distilled_estimator,
+    shipped_distilled,
+    teacher_heatmaps,
 )
 from .estimators import (
     HeatmapEstimator,
@@ -28,7 +34,8 @@ from .loss import (
 )
 
 __all__ = [
-    "FullVAEDecoder", "HeatmapEstimator", "HeatmapGuidedLoss", "HeatmapLossConfig", "KeypointGaussianEstimator",
-    "LinearLatentDecoder", "LoRAConfig", "LossDiagnostics", "OpenPoseHeatmapEstimator", "ReducedVAEDecoder",
-    "TimestepBinStats", "apply_lora", "fit_linear_decoder", "load_lora", "lora_parameters", "merge_lora", "save_lora",
+    "DistilledHeatmapEstimator", "FullVAEDecoder", "HeatmapEstimator", "HeatmapGuidedLoss", "HeatmapLossConfig",
+    "KeypointGaussianEstimator", "LinearLatentDecoder", "LoRAConfig", "LossDiagnostics", "OpenPoseHeatmapEstimator",
+    "ReducedVAEDecoder", "TimestepBinStats", "apply_lora", "fit_distilled_estimator", "fit_linear_decoder",
+    "load_lora", "lora_parameters", "merge_lora", "save_lora", "shipped_distilled", "teacher_heatmaps",
 ]

@@ -124,13 +124,19 @@ class LossOptions:
     heatmap_mode: str = _opt("paper", "paper | reference")
     heatmap_weight: float = _opt(0.1, "w in the weight 1 + w·mask (the reference's pose_loss_weight)")
     heatmap_threshold: float = _opt(0.05, "heatmap level counted as a joint (estimate_thresh)")
-    heatmap_decoder: str = _opt("linear", "full | reduced | linear")
+    heatmap_decoder: str = _opt("distilled", "distilled (a small net on the latent, distilled from the full "
+                                             "path) | full | reduced | linear")
     mask_to_latent: str = _opt("area", "area | vae")
     estimator: str = _opt("gaussian", "gaussian (keypoints of the sample's own pose) | openpose | tiny "
                                       "(the bundled mannequin estimator, or estimator_weights)")
     estimator_weights: str = _opt("", "openpose: body_pose_model.pth; tiny: a tiny estimator file (optional)")
     estimator_scale: float = _opt(0.25, "estimator input size as a fraction of the training image (paper mode)")
     refresh_every: int = _opt(1, "recompute the loss mask every k steps (paper mode)")
+    distilled_weights: str = _opt("", "heatmap_decoder = distilled: a distilled net file; empty: the bundled one "
+                                      "when it was distilled from this VAE and estimator, else fit on the run's "
+                                      "first distill_batches batches")
+    distill_batches: int = _opt(8, "batches whose full-decode heatmaps teach the distilled net")
+    distill_steps: int = _opt(1500, "optimiser steps of fitting the distilled net")
 
 
 @dataclass
@@ -154,11 +160,12 @@ class OutputOptions:
 SECTIONS: dict[str, type] = {
     "model": ModelOptions, "data": DataOptions, "optim": OptimOptions, "loss": LossOptions, "output": OutputOptions,
 }
-PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir", "estimator_weights", "output"})
+PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir", "estimator_weights",
+                         "distilled_weights", "output"})
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("lora", "full"), "frozen_dtype": DTYPE_NAMES, "cache": ("none", "pixels", "latents"),
     "lr_schedule": ("cosine", "constant"), "precision": DTYPE_NAMES, "loss": ("heatmap", "plain"),
-    "heatmap_mode": ("paper", "reference"), "heatmap_decoder": ("full", "reduced", "linear"),
+    "heatmap_mode": ("paper", "reference"), "heatmap_decoder": ("distilled", "full", "reduced", "linear"),
     "mask_to_latent": ("area", "vae"), "estimator": ("gaussian", "openpose", "tiny"), "save_dtype": DTYPE_NAMES,
 }
 
@@ -232,7 +239,8 @@ class TrainConfig:
             if values[key] not in choices:
                 raise HumanSDError(f"option {key}={values[key]!r}: choose one of {list(choices)}")
         positive = ("lora_rank", "resolution", "bucket_step", "steps", "batch_size", "grad_accum", "keep_last",
-                    "sample_steps", "log_every", "save_every", "refresh_every", "sample_count")
+                    "sample_steps", "log_every", "save_every", "refresh_every", "sample_count", "distill_batches",
+                    "distill_steps")
         for key in positive:
             if values[key] < 1:
                 raise HumanSDError(f"option {key}={values[key]!r}: must be at least 1")

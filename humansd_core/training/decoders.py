@@ -12,6 +12,9 @@ without gradient. They trade fidelity for cost:
   cost is negligible. Fit it with :func:`fit_linear_decoder` on latents like the
   ones it will see (least squares against the full decoder's output pooled to
   latent resolution).
+
+The loss's default skips the image altogether: :mod:`.distilled` maps the latent
+straight to the heatmaps that the full decoder + estimator give.
 """
 from __future__ import annotations
 

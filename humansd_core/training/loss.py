@@ -17,9 +17,17 @@ weighted where it finds a body.
     ``D`` comes from a choice of decoders (:mod:`.decoders`): ``"full"`` VAE,
     ``"reduced"`` (VAE on a pooled latent) or ``"linear"`` (a fitted 1x1 conv, fitted
     on the first batch's ``ε̂−ε`` with one full decode unless given); the estimator
-    runs at ``estimator_scale`` × the training-image size; ``refresh_every = k > 1``
-    reuses the last mask for ``k − 1`` steps (note: that mask belongs to the batch
-    it was computed on).
+    runs at ``estimator_scale`` × the training-image size. ``"distilled"`` (the
+    default) replaces decode + estimator by a small conv net on the latent
+    (:mod:`.distilled`) trained to give the heatmaps that the full decode and the
+    full-size estimator give; unless one is passed, the loss uses that full path for
+    the first ``distill_batches`` calls (their masks are exact), keeps their
+    ``ε̂−ε`` and heatmaps (those of the first call's latent size), and then fits the
+    net on them (``distill_steps``; each process of a multi-process run fits its own,
+    as with the linear decoder). The trainer passes the bundled net when it was
+    distilled from the run's VAE decoder and estimator (:func:`.run_data.find_distilled`).
+    ``refresh_every = k > 1`` reuses the last mask for ``k − 1`` steps (note: that
+    mask belongs to the batch it was computed on).
 
 ``mode="reference"`` (``LatentPoseText2ImageDiffusion_HumanSD.p_losses``, line by line):
     ``D = clamp((VAE.decode((ε̂−ε)/0.18215) + 1)/2, 0, 1)`` (full decode),
@@ -55,9 +63,10 @@ from .decoders import (
     ReducedVAEDecoder,
     fit_linear_decoder,
 )
+from .distilled import DistilledHeatmapEstimator, at_size, fit_distilled_estimator
 from .estimators import HeatmapEstimator
 
-DecoderName = Literal["full", "reduced", "linear"]
+DecoderName = Literal["full", "reduced", "linear", "distilled"]
 
 
 @dataclass(frozen=True)
@@ -67,31 +76,39 @@ class HeatmapLossConfig:
     ``decoder``, ``reduce_factor``, ``estimator_scale``, ``mask_to_latent`` and
     ``refresh_every`` apply to ``mode="paper"``; the reference mode always decodes
     fully, runs the estimator at full size, and recomputes every step.
-    ``estimator_scale`` is relative to the training image (``8 × latent`` pixels).
-    Default (linear decoder, estimator at 1/2): measured 1.016x a plain full-UNet
-    training step (``benchmarks/loss_overhead.py``, 128², CPU), against 3.16x for
-    the reference form and 1.28x for a full decode.
+    ``estimator_scale`` is relative to the training image (``8 × latent`` pixels;
+    the distilled net needs no image and ignores it). ``distill_batches`` and
+    ``distill_steps`` apply to ``decoder="distilled"`` without a given net.
+    Measured with ``benchmarks/loss_overhead.py`` (CPU, one thread) on the embedded
+    tiny model's training step (128², batch 16), the mask compared with the
+    full-decode mask by IoU: the default (bundled distilled net) 1.06x a plain step,
+    IoU 0.64 (0.40 at t 600–799, 0.21 at t ≥ 800); the linear decoder 1.05x, IoU 0.21
+    (0 at t ≥ 600); a full decode 2.54x; the reference form 3.46x.
     """
 
     mode: Literal["paper", "reference"] = "paper"
     weight: float = 0.1
     threshold: float = 0.05
-    decoder: DecoderName = "linear"
+    decoder: DecoderName = "distilled"
     reduce_factor: int = 2
     estimator_scale: float = 0.5
     mask_to_latent: Literal["area", "vae"] = "area"
     refresh_every: int = 1
+    distill_batches: int = 8
+    distill_steps: int = 1500
 
     def __post_init__(self) -> None:
         checks = {
             "mode": self.mode in ("paper", "reference"),
-            "decoder": self.decoder in ("full", "reduced", "linear"),
+            "decoder": self.decoder in ("full", "reduced", "linear", "distilled"),
             "mask_to_latent": self.mask_to_latent in ("area", "vae"),
             "weight": self.weight >= 0,
             "threshold": 0 <= self.threshold < 1,
             "reduce_factor": self.reduce_factor >= 1,
             "estimator_scale": self.estimator_scale > 0,
             "refresh_every": self.refresh_every >= 1,
+            "distill_batches": self.distill_batches >= 1,
+            "distill_steps": self.distill_steps >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -154,17 +171,22 @@ class HeatmapGuidedLoss:
         scale_factor: the latent scale factor (0.18215).
         linear_decoder: a fitted :class:`~.decoders.LinearLatentDecoder` for
             ``decoder="linear"`` (fitted on the first batch when None).
+        distilled: a :class:`~.distilled.DistilledHeatmapEstimator` for
+            ``decoder="distilled"`` (fitted after ``distill_batches`` calls when None).
         generator: RNG for the reference mode's posterior sample.
     """
 
     def __init__(self, vae: nn.Module, estimator: HeatmapEstimator, config: HeatmapLossConfig = HeatmapLossConfig(),
                  scale_factor: float = 0.18215, linear_decoder: LinearLatentDecoder | None = None,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, distilled: DistilledHeatmapEstimator | None = None
+                 ) -> None:
         self.vae, self.estimator, self.config = vae, estimator, config
         self.scale_factor = float(scale_factor)
         self.generator = generator
         self.full_decoder = FullVAEDecoder(vae, scale_factor)
         self.linear_decoder = linear_decoder
+        self.distilled = distilled
+        self._teacher: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ε̂−ε, heatmaps) to fit the distilled net
         self._cache: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (step, weight map, sample coverage)
 
     @property
@@ -172,9 +194,9 @@ class HeatmapGuidedLoss:
         return int(getattr(getattr(self.vae, "config", None), "downsample_factor", 8))
 
     def decoder(self, diff: torch.Tensor) -> LatentDecoder:
-        """The decoder the paper mode uses (fits the linear one on ``diff`` the first time)."""
+        """The image decoder the paper mode uses (fits the linear one on ``diff`` the first time)."""
         name = self.config.decoder
-        if name == "full":
+        if name in ("full", "distilled"):  # distilled: the decoder of the full path that teaches it
             return self.full_decoder
         if name == "reduced":
             return ReducedVAEDecoder(self.vae, self.scale_factor, self.config.reduce_factor)
@@ -233,9 +255,26 @@ class HeatmapGuidedLoss:
         if images.shape[-2:] != size:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False,
                                    antialias=size[0] < images.shape[-2])
-        heat = self.estimator(images, poses).float()
-        heat = F.interpolate(heat, size=pixel_size, mode="bilinear", align_corners=False)
+        return self._heat_mask(self.estimator(images, poses), pixel_size)
+
+    def _heat_mask(self, heat: torch.Tensor, pixel_size: tuple[int, int]) -> torch.Tensor:
+        """``[B,1,H,W]`` float {0,1}: heatmaps ``[B,K,h',w']`` resized (bilinear) to ``pixel_size``, max > threshold."""
+        heat = F.interpolate(heat.float(), size=pixel_size, mode="bilinear", align_corners=False)
         return (heat.amax(dim=1, keepdim=True) > self.config.threshold).float()
+
+    def _distilled_mask(self, diff: torch.Tensor, pixel_size: tuple[int, int]) -> torch.Tensor:
+        """The distilled net's mask; until it exists, the full path's, kept as its teacher (then fit)."""
+        if self.distilled is not None:
+            return self._heat_mask(self.distilled(diff), pixel_size)
+        heat = self.estimator(self.full_decoder(diff)).float()  # the full path at full size, as the teacher
+        if not self._teacher or self._teacher[0][0].shape[-2:] == diff.shape[-2:]:  # one latent size (bucket)
+            self._teacher.append((diff.detach().cpu(), at_size(heat, tuple(diff.shape[-2:])).cpu()))
+        if len(self._teacher) >= self.config.distill_batches:
+            latents = torch.cat([d for d, _ in self._teacher]).to(diff.device)
+            targets = torch.cat([m for _, m in self._teacher]).to(diff.device)
+            self.distilled = fit_distilled_estimator(latents, targets, steps=self.config.distill_steps)
+            self._teacher = []
+        return self._heat_mask(heat, pixel_size)
 
     def _paper_weight(self, diff: torch.Tensor, poses: Sequence[PoseSet] | None, step: int | None
                       ) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -249,11 +288,12 @@ class HeatmapGuidedLoss:
         b, _, h, w = diff.shape
         f = self.latent_factor
         pixel_size = (h * f, w * f)
-        if self.estimator.needs_images:
-            images = self.decoder(diff)(diff)
-        else:  # the estimator reads only the size: no decoding, full size (it costs little)
-            images = diff.new_zeros(1, 1, 1, 1).expand(b, 3, *pixel_size)
-        mask = self._pixel_mask(images, poses, pixel_size)
+        if not self.estimator.needs_images:  # it reads only the size: no decoding, full size (it costs little)
+            mask = self._pixel_mask(diff.new_zeros(1, 1, 1, 1).expand(b, 3, *pixel_size), poses, pixel_size)
+        elif cfg.decoder == "distilled":
+            mask = self._distilled_mask(diff, pixel_size)
+        else:
+            mask = self._pixel_mask(self.decoder(diff)(diff), poses, pixel_size)
         coverage = mask.mean(dim=(1, 2, 3))
         if cfg.mask_to_latent == "area":
             latent_mask = F.interpolate(mask, size=(h, w), mode="area")

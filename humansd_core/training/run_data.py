@@ -5,6 +5,7 @@ poses, latents, text embeddings) while the others wait, then read them back.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from .cache import TextCache, build_latent_cache
 from .config import TrainConfig
 from .data import TrainingDataset, collate, scan_dataset
 from .decoders import LinearLatentDecoder
+from .distilled import DistilledHeatmapEstimator, distillation_source, shipped_distilled
 from .distributed import DistInfo, barrier
 from .estimators import KeypointGaussianEstimator, OpenPoseHeatmapEstimator
 from .loss import HeatmapGuidedLoss, HeatmapLossConfig
@@ -125,18 +127,52 @@ class RunData:
             estimator = KeypointGaussianEstimator()
         cfg = HeatmapLossConfig(mode=opts.heatmap_mode, weight=opts.heatmap_weight, threshold=opts.heatmap_threshold,
                                 decoder=opts.heatmap_decoder, estimator_scale=opts.estimator_scale,
-                                mask_to_latent=opts.mask_to_latent, refresh_every=opts.refresh_every)
-        self.loss_fn = HeatmapGuidedLoss(self.models.vae, estimator, cfg, self.models.config.scale_factor)
+                                mask_to_latent=opts.mask_to_latent, refresh_every=opts.refresh_every,
+                                distill_batches=opts.distill_batches, distill_steps=opts.distill_steps)
+        distilled = None
+        if cfg.mode == "paper" and cfg.decoder == "distilled" and estimator.needs_images:
+            distilled = find_distilled(opts.distilled_weights, self.models.vae, estimator, self.dist.device)
+        self.loss_fn = HeatmapGuidedLoss(self.models.vae, estimator, cfg, self.models.config.scale_factor,
+                                         distilled=distilled)
         return self.loss_fn
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        """Loss state a resumed run needs: the fitted linear latent decoder, if any."""
+        """Loss state a resumed run needs: the fitted linear latent decoder or distilled net, if any."""
+        out: dict[str, torch.Tensor] = {}
         decoder = None if self.loss_fn is None else self.loss_fn.linear_decoder
-        if decoder is None:
-            return {}
-        return {"extra.linear_decoder.weight": decoder.weight, "extra.linear_decoder.bias": decoder.bias}
+        if decoder is not None:
+            out.update({"extra.linear_decoder.weight": decoder.weight, "extra.linear_decoder.bias": decoder.bias})
+        distilled = None if self.loss_fn is None else self.loss_fn.distilled
+        if distilled is not None:
+            out.update({DISTILLED_PREFIX + k: v for k, v in distilled.state_tensors().items()})
+            meta = json.dumps(distilled.metadata()).encode()
+            out[DISTILLED_PREFIX + "__metadata__"] = torch.tensor(list(meta), dtype=torch.uint8)
+        return out
 
     def load_extra(self, tensors: dict[str, torch.Tensor]) -> None:
         if self.loss_fn is not None and "extra.linear_decoder.weight" in tensors:
             self.loss_fn.linear_decoder = LinearLatentDecoder(
                 tensors["extra.linear_decoder.weight"], tensors["extra.linear_decoder.bias"]).to(self.dist.device)
+        meta_key = DISTILLED_PREFIX + "__metadata__"
+        if self.loss_fn is not None and meta_key in tensors:
+            meta = json.loads(bytes(tensors[meta_key].tolist()).decode())
+            state = {k[len(DISTILLED_PREFIX):]: v for k, v in tensors.items()
+                     if k.startswith(DISTILLED_PREFIX) and k != meta_key}
+            self.loss_fn.distilled = DistilledHeatmapEstimator.from_state(state, meta, self.dist.device)
+
+
+DISTILLED_PREFIX = "extra.distilled."
+
+
+def find_distilled(path: str, vae: torch.nn.Module, estimator: object,
+                   device: torch.device) -> DistilledHeatmapEstimator | None:
+    """The distilled net for the loss: ``path`` when given; else the bundled one when it was distilled from
+    this VAE decoder and estimator (same weights); else None (the loss fits one on the run's first batches)."""
+    if path:
+        return DistilledHeatmapEstimator.from_file(path, device=device)
+    bundled = shipped_distilled(device)
+    if bundled.source == distillation_source(vae, estimator):
+        logger.info("heatmap loss: the bundled distilled net fits this VAE and estimator")
+        return bundled
+    logger.info("heatmap loss: the distilled net will be fitted on the first batches (full decode until then)")
+    return None
