@@ -23,46 +23,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
 import torch
 
+from embedded_recipe import DATA, PRESETS, Clock, generate, humansd, synth_command
 from humansd_core import embedded
 from humansd_core.models.configs import ModelConfig
 from humansd_core.training.vae_train import VAETrainOptions, train_vae
-
-PRESETS = Path(embedded.__file__).parent / "assets" / "presets"
-DATA = {"count": 3000, "size": 128, "seed": 0}
-
-
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished children."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-class Clock:
-    """Per-step CPU and wall time."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[str, float]] = {}
-        self.cpu, self.wall = cpu_seconds(), time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        cpu, wall = cpu_seconds(), time.perf_counter()
-        self.rows[name] = {"cpu_s": round(cpu - self.cpu, 1), "wall_s": round(wall - self.wall, 1)}
-        print(f"[{name}] cpu {cpu - self.cpu:.0f} s, wall {wall - self.wall:.0f} s", flush=True)
-        self.cpu, self.wall = cpu, wall
-
-
-def humansd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "humansd_core.cli", *args]
 
 
 def vae_options(config: ModelConfig, smoke: bool) -> VAETrainOptions:
@@ -81,11 +53,7 @@ def evaluate(model: Path, vae_scale: float) -> dict[str, object]:
     pipe = HumanSDPipeline.from_checkpoint(model)
 
     def score(items: list) -> dict[str, float]:
-        images = torch.cat([pipe.generate(pose, prompt, negative="", added_prompt="", steps=embedded.STEPS,
-                                          cfg=embedded.CFG, seed=embedded.SEED + i, width=embedded.SIZE,
-                                          height=embedded.SIZE, progress=False).images
-                            for i, (pose, prompt) in enumerate(items)])
-        return dataclasses.asdict(embedded.score_poses(images, [pose for pose, _ in items]))
+        return dataclasses.asdict(embedded.score_poses(generate(pipe, items), [pose for pose, _ in items]))
 
     scenes = [generate_scene(scene_rng(embedded.EVAL_SEED, i), embedded.SIZE, max_people=embedded.MAX_PEOPLE)
               for i in range(48)]
@@ -104,8 +72,7 @@ def install(model: Path) -> None:
     target = embedded.embedded_model_path()
     shutil.copyfile(model, target)
     target.chmod(0o644)
-    (embedded.weights_dir() / embedded.SUMS_NAME).write_text(f"{embedded.file_digest(target)}  {target.name}\n",
-                                                             encoding="utf-8")
+    embedded.record_digest(target)
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -131,8 +98,7 @@ def main() -> int:
         return 0
     clock = Clock()
     count = 40 if args.smoke else DATA["count"]
-    synth = subprocess.Popen(humansd("synth", "--out", str(work / "data"), "--count", str(count),
-                                     "--size", str(DATA["size"]), "--seed", str(DATA["seed"])))
+    synth = subprocess.Popen(synth_command(work / "data", count))
     config = ModelConfig.from_json((PRESETS / "embedded_model.json").read_text(encoding="utf-8"))
     vae = train_vae(vae_options(config, args.smoke), work / "vae.safetensors",
                     progress=lambda step, l1: print(f"vae step {step} L1 {l1:.4f}", flush=True))

@@ -69,6 +69,17 @@ def shipped_digest(name: str) -> str | None:
     return None
 
 
+def record_digest(path: Path) -> str:
+    """Write ``path``'s SHA-256 into the package's ``SHA256SUMS`` (its own line only; atomic); returns it."""
+    from .fileio import atomic_write_text
+
+    digest, sums = file_digest(path), weights_dir() / SUMS_NAME
+    lines = sums.read_text(encoding="utf-8").splitlines() if sums.is_file() else []
+    kept = [line for line in lines if line.strip() and line.strip().partition("  ")[2] != path.name]
+    atomic_write_text(sums, "".join(f"{line}\n" for line in [*kept, f"{digest}  {path.name}"]))
+    return digest
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 (hex) of a file."""
     digest = hashlib.sha256()

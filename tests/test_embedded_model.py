@@ -131,3 +131,15 @@ def test_training_preset_names_files_beside_itself(tmp_path: Path) -> None:
     for value in (config.model.init_config, config.model.vae, config.data.data, config.output.output):
         assert Path(value).parent == tmp_path, value
     assert config.optim.ema_decay > 0 and config.model.train_text_encoder and config.loss.estimator == "tiny"
+
+
+def test_record_digest_replaces_only_its_own_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "weights_dir", lambda: tmp_path)
+    (tmp_path / embedded.SUMS_NAME).write_text("aaaa  other.safetensors\nbbbb  model.safetensors\n")
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"weights")
+    digest = embedded.record_digest(model)
+    assert digest == embedded.file_digest(model)
+    assert embedded.shipped_digest("other.safetensors") == "aaaa"
+    assert embedded.shipped_digest("model.safetensors") == digest
+    assert (tmp_path / embedded.SUMS_NAME).read_text().count("model.safetensors") == 1

@@ -1,0 +1,94 @@
+"""``benchmarks/ablation.py``: its arms differ only in the loss, and its Fréchet distance is right (no training)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import ablation  # noqa: E402
+
+from humansd_core import embedded  # noqa: E402
+from humansd_core.errors import HumanSDError  # noqa: E402
+from humansd_core.training.config import CHOICES  # noqa: E402
+
+
+def _differences(a: dict, b: dict) -> set[tuple[str, str]]:
+    return {(table, key) for table in a for key in a[table] if a[table][key] != b[table][key]}
+
+
+def test_arms_of_one_seed_differ_only_in_the_loss_options(tmp_path: Path) -> None:
+    plain = ablation.arm_config(tmp_path, "plain", 1, 300).to_dict()
+    full = ablation.arm_config(tmp_path, "heatmap-full", 1, 300).to_dict()
+    linear = ablation.arm_config(tmp_path, "heatmap-linear", 1, 300).to_dict()
+    assert _differences(plain, full) == {("loss", "loss"), ("loss", "heatmap_decoder"), ("output", "output")}
+    assert _differences(full, linear) == {("loss", "heatmap_decoder"), ("output", "output")}
+    assert plain["loss"]["loss"] == "plain" and full["loss"]["heatmap_decoder"] == "full"
+    assert {k: full["loss"][k] for k in ("heatmap_mode", "heatmap_weight", "heatmap_threshold", "estimator")} == {
+        "heatmap_mode": "paper", "heatmap_weight": 0.1, "heatmap_threshold": 0.05, "estimator": "tiny"}
+    # The recipe's run, shortened: same seed, steps, batch, data, shared cache, the shipped VAE, full + text tower.
+    assert full["optim"]["seed"] == 1 and full["optim"]["steps"] == 300 and full["optim"]["batch_size"] == 16
+    assert full["model"]["vae"] == str(embedded.embedded_model_path())
+    assert full["model"]["mode"] == "full" and full["model"]["train_text_encoder"]
+    assert full["data"]["data"] == str(tmp_path / "data") and full["data"]["cache_dir"] == str(tmp_path / "cache")
+    assert plain["output"]["output"] != full["output"]["output"]
+
+
+def test_the_recipe_schedule_is_compressed_to_the_run_length(tmp_path: Path) -> None:
+    recipe = ablation.recipe_config(tmp_path).optim
+    whole = ablation.arm_config(tmp_path, "plain", 0, recipe.steps).optim
+    assert (whole.warmup_steps, whole.ema_decay) == (recipe.warmup_steps, recipe.ema_decay)
+    short = ablation.arm_config(tmp_path, "plain", 0, recipe.steps // 12).optim
+    assert short.warmup_steps == round(recipe.warmup_steps / 12)
+    assert short.ema_decay == pytest.approx(recipe.ema_decay ** 12)
+
+
+def test_seeds_change_only_the_seed_and_the_run_folder(tmp_path: Path) -> None:
+    a = ablation.arm_config(tmp_path, "heatmap-full", 0, 300).to_dict()
+    b = ablation.arm_config(tmp_path, "heatmap-full", 2, 300).to_dict()
+    assert _differences(a, b) == {("optim", "seed"), ("output", "output")}
+
+
+def test_every_decoder_choice_is_an_arm_and_others_are_refused() -> None:
+    for decoder in CHOICES["heatmap_decoder"]:
+        assert ablation.arm_options(f"heatmap-{decoder}")["heatmap_decoder"] == decoder
+    for bad in ("heatmap", "heatmap-vae", "mse", "full"):
+        with pytest.raises(HumanSDError, match="arm"):
+            ablation.arm_options(bad)
+
+
+def test_an_arm_may_carry_its_own_step_count() -> None:
+    assert ablation.parse_arm("heatmap-full", 200) == ("heatmap-full", 200)
+    assert ablation.parse_arm("plain@460", 200) == ("plain", 460)
+    for bad in ("plain@", "plain@0", "plain@4.5", "mse@100"):
+        with pytest.raises(HumanSDError, match="arm"):
+            ablation.parse_arm(bad, 200)
+
+
+def test_table_pairs_runs_by_seed() -> None:
+    def run(arm: str, seed: int, pck: float, fd: float) -> dict:
+        return {"arm": arm, "seed": seed, "steps": 10, "pck": pck, "oks": pck, "scene_pck": pck, "fd": fd,
+                "baseline_pck": 0.05, "train_wall_s": 1.0, "train_cpu_s": 1.0, "s_per_step": 0.1}
+
+    # Seed 1 is better for both arms; paired, the heatmap arm wins by 0.1 each time (unpaired spread: 0.28).
+    runs = [run("plain", 0, 0.2, 5.0), run("heatmap-full", 0, 0.3, 4.0),
+            run("plain", 1, 0.6, 5.0), run("heatmap-full", 1, 0.7, 6.0)]
+    text = ablation.table(runs, ["plain", "heatmap-full"], {"fd_other_real_scenes": 1.0, "fd_vae_reconstructions": 2.0})
+    assert "| plain | 10 | 2 | 0.400 ± 0.283 |" in text
+    assert "heatmap-full − plain, paired by seed: PCK@0.1 0.100 ± 0.000 (per seed +0.100, +0.100)" in text
+    assert "FD 0.00 ± 1.41" in text
+
+
+@pytest.mark.parametrize("n", [200, 12])  # full-rank covariances, and fewer samples than dimensions
+def test_frechet_distance_matches_the_closed_form_of_a_scaled_copy(n: int) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(n, 16)) @ rng.normal(size=(16, 16)) + rng.normal(size=16)
+    shift = rng.normal(size=16)
+    b = 2 * a + shift  # Σb = 4 Σa: tr(Σa^½ Σb Σa^½)^½ = 2 tr Σa, so FD = |μa − μb|² + tr Σa
+    mu = a.mean(0) - b.mean(0)
+    expected = mu @ mu + np.trace(np.cov(a, rowvar=False))
+    assert ablation.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert ablation.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6 * expected)
