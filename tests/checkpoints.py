@@ -57,3 +57,20 @@ def full_random_checkpoint() -> Path:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return path
+
+
+def random_openpose_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """The real OpenPose body network's weights under the CMU file's names (block prefix stripped), random.
+
+    He-initialised with zero biases: with the default init the 6-stage network's
+    output hardly depends on its input, which would let input bugs pass unseen.
+    """
+    from humansd_core.pose.detect import body_network_class
+
+    torch.manual_seed(seed)
+    network = body_network_class()()
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    return {name.split(".", 1)[1]: t.detach().clone().contiguous() for name, t in network.state_dict().items()}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoints import random_openpose_state
 
 from humansd_core.errors import CheckpointError, HumanSDError, MissingWeightsError
 from humansd_core.pose.detect import (
@@ -30,18 +31,7 @@ from humansd_core.pose.openpose_decode import LIMBS, decode_people
 
 @pytest.fixture(scope="module")
 def cmu_state() -> dict[str, torch.Tensor]:
-    """Random weights under the CMU file's names (block prefix stripped).
-
-    He-initialised with zero biases: with the default init the 6-stage network's
-    output hardly depends on its input, which would let input bugs pass unseen.
-    """
-    torch.manual_seed(0)
-    network = body_network_class()()
-    for module in network.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(module.bias)
-    return {name.split(".", 1)[1]: t.clone() for name, t in network.state_dict().items()}
+    return random_openpose_state()
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
+from checkpoints import random_openpose_state
 from safetensors.torch import save_file
 from training_helpers import make_dataset, restore_torch_globals, tiny_train_config  # noqa: F401
 
 from humansd_core.errors import HumanSDError
-from humansd_core.pose.detect import body_network_class
 from humansd_core.training.trainer import Trainer
 
 WEIGHT = 0.1
@@ -30,14 +29,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def openpose_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real OpenPose body network, random He-initialised weights, in a safetensors file."""
-    torch.manual_seed(0)
-    network = body_network_class()()
-    for module in network.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(module.bias)
     path = tmp_path_factory.mktemp("openpose") / "body_pose_model.safetensors"
-    save_file({name.split(".", 1)[1]: t.contiguous() for name, t in network.state_dict().items()}, str(path))
+    save_file(random_openpose_state(), str(path))
     return path
 
 
