@@ -194,15 +194,17 @@ class Evaluator:
         self.real_features = self.features(self.real)
 
     def floors(self) -> dict[str, float]:
-        """FD of real scenes of other poses, and of the real scenes through the shipped (frozen) VAE."""
+        """FD of real scenes of other poses and of the real scenes through the shipped (frozen) VAE; the
+        shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``."""
         from humansd_core.pipeline import HumanSDPipeline
 
         vae = HumanSDPipeline.from_checkpoint(embedded.embedded_model_path()).vae
         with torch.no_grad():
             recon = ((vae(self.real * 2 - 1).float().clamp(-1, 1) + 1) / 2)
         other = self.features(scene_images(FLOOR_SEED, self.fd_count))
+        shipped = {f"shipped_{k}": v for k, v in self(embedded.embedded_model_path()).items()}
         return {"fd_other_real_scenes": frechet_distance(other, self.real_features),
-                "fd_vae_reconstructions": frechet_distance(self.features(recon), self.real_features)}
+                "fd_vae_reconstructions": frechet_distance(self.features(recon), self.real_features), **shipped}
 
     def __call__(self, model: Path) -> dict[str, float]:
         from humansd_core.pipeline import HumanSDPipeline
@@ -240,7 +242,9 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                     f"| {_mean_std([r['train_wall_s'] for r in mine], 0)} |")
     rows.append(f"\nFD floors: real scenes of other poses {floors['fd_other_real_scenes']:.2f}, the real scenes "
                 f"through the frozen VAE {floors['fd_vae_reconstructions']:.2f}. Random-pose baseline PCK@0.1 "
-                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs.")
+                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model "
+                f"(2400 steps, heatmap-linear): PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
+                f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}.")
     by_seed = {(r["arm"], r["seed"]): r for r in runs}
     for i, first in enumerate(arms):
         for arm in arms[i + 1:]:

@@ -76,7 +76,9 @@ def test_table_pairs_runs_by_seed() -> None:
     # Seed 1 is better for both arms; paired, the heatmap arm wins by 0.1 each time (unpaired spread: 0.28).
     runs = [run("plain", 0, 0.2, 5.0), run("heatmap-full", 0, 0.3, 4.0),
             run("plain", 1, 0.6, 5.0), run("heatmap-full", 1, 0.7, 6.0)]
-    text = ablation.table(runs, ["plain", "heatmap-full"], {"fd_other_real_scenes": 1.0, "fd_vae_reconstructions": 2.0})
+    floors = {"fd_other_real_scenes": 1.0, "fd_vae_reconstructions": 2.0, "shipped_pck": 0.7, "shipped_oks": 0.6,
+              "shipped_scene_pck": 0.5, "shipped_fd": 3.0}
+    text = ablation.table(runs, ["plain", "heatmap-full"], floors)
     assert "| plain | 10 | 2 | 0.400 ± 0.283 |" in text
     assert "heatmap-full − plain, paired by seed: PCK@0.1 0.100 ± 0.000 (per seed +0.100, +0.100)" in text
     assert "FD 0.00 ± 1.41" in text
