@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"humansd_core.commands.{name}").register(subparsers)
+        importlib.import_module(f".commands.{name}", __package__).register(subparsers)
     return parser
 
 

@@ -14,20 +14,26 @@ derangement), i.e. what a model that ignored the pose would get.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError, MissingWeightsError
+from .errors import CheckpointError
 from .pose import PoseSet, load_pose_file, place_on_canvas
+from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's file checks)
+    POSES_DIR,
+    SUMS_NAME,
+    WEIGHTS_DIR,
+    check_weights,
+    file_digest,
+    record_digest,
+    shipped_digest,
+)
 
 MODEL_NAME = "humansd_tiny.safetensors"
-SUMS_NAME = "SHA256SUMS"
 SIZE = 128  # the model's canvas (16 x 16 latents)
 # Generation settings of the demo and the evaluation (the model knows no negative prompt:
 # it was trained with caption dropout, so "" is its unconditional text).
@@ -44,12 +50,11 @@ EXAMPLE_PROMPTS = (
     "two people, one in a blue shirt and grey trousers and one in an orange shirt and brown trousers, "
     "on a plain pink background",
 )
-LFS_POINTER = b"version https://git-lfs"
 
 
 def weights_dir() -> Path:
-    """``humansd_core/assets/weights`` of the installed package."""
-    return Path(str(resources.files("humansd_core") / "assets" / "weights"))
+    """``humansd_core/assets/weights`` of this copy of the package (found from ``__file__``)."""
+    return WEIGHTS_DIR
 
 
 def embedded_model_path() -> Path:
@@ -57,63 +62,9 @@ def embedded_model_path() -> Path:
     return weights_dir() / MODEL_NAME
 
 
-def shipped_digest(name: str) -> str | None:
-    """The SHA-256 the package lists for its file ``name`` (``SHA256SUMS``), or None if unlisted."""
-    sums = weights_dir() / SUMS_NAME
-    if not sums.is_file():
-        return None
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        digest, _, listed = line.strip().partition("  ")
-        if listed == name:
-            return digest
-    return None
-
-
-def record_digest(path: Path) -> str:
-    """Write ``path``'s SHA-256 into the package's ``SHA256SUMS`` (its own line only; atomic); returns it."""
-    from .fileio import atomic_write_text
-
-    digest, sums = file_digest(path), weights_dir() / SUMS_NAME
-    lines = sums.read_text(encoding="utf-8").splitlines() if sums.is_file() else []
-    kept = [line for line in lines if line.strip() and line.strip().partition("  ")[2] != path.name]
-    atomic_write_text(sums, "".join(f"{line}\n" for line in [*kept, f"{digest}  {path.name}"]))
-    return digest
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 (hex) of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_weights(path: str | Path, expected_sha256: str | None = None) -> Path:
-    """Raise unless ``path`` looks like an intact weights file; returns it as a Path.
-
-    ``MissingWeightsError`` when absent; ``CheckpointError`` for a Git LFS pointer left
-    in place of the file, or a SHA-256 other than ``expected_sha256`` (when given).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"{path}: weights file not found. The embedded model ships inside the package "
-            f"(humansd_core/assets/weights/); reinstall from a complete clone, or pass the file explicitly")
-    with open(path, "rb") as handle:
-        head = handle.read(len(LFS_POINTER))
-    if head == LFS_POINTER:
-        raise CheckpointError(f"{path}: a Git LFS pointer, not the weights; run `git lfs pull` in the clone")
-    if expected_sha256 is not None and file_digest(path) != expected_sha256:
-        raise CheckpointError(f"{path}: corrupt weights file (SHA-256 differs from the one in {SUMS_NAME}); "
-                              "restore it from the repository")
-    return path
-
-
 def example_poses(size: int = SIZE) -> list[PoseSet]:
     """The bundled example poses (first frame of each ``assets/poses/*.json``), fitted onto ``size²``."""
-    folder = Path(str(resources.files("humansd_core") / "assets" / "poses"))
-    return [place_on_canvas(load_pose_file(path)[0], size, size, "fit") for path in sorted(folder.glob("*.json"))]
+    return [place_on_canvas(load_pose_file(path)[0], size, size, "fit") for path in sorted(POSES_DIR.glob("*.json"))]
 
 
 def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = SIZE, examples: bool = True,

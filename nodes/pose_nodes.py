@@ -210,6 +210,15 @@ class HumanSDPoseFromImage:
                 comfy.model_management.throw_exception_if_processing_interrupted()
                 frames.append(network.detect(photo, input_height=input_height))
                 progress.update(1)
+        nobody = [i for i, frame in enumerate(frames) if frame.visible_count(threshold) == 0]
+        if nobody:
+            raise HumanSDError(
+                f"HumanSD Pose from Photo: the {detector!r} detector found nobody (no joint with confidence above "
+                f"{threshold}) in image{'s' if len(nobody) > 1 else ''} {', '.join(map(str, nobody))} of the "
+                f"batch of {len(frames)} (counting from 0); without a pose the sampler cannot place a person. "
+                + ("Use photos with a visible person, or lower threshold." if detector == OPENPOSE else
+                   "The mannequin detector only reads this pack's synthetic figures; for photos use "
+                   f"{OPENPOSE!r}."))
         skeleton, pose_keypoint = draw_frames(frames, 0, 0, "as-is", threshold, thickness, scale_thickness)
         return pose_keypoint, skeleton
 

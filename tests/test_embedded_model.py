@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from humansd_core import embedded
-from humansd_core.errors import CheckpointError, MissingWeightsError
+from humansd_core.errors import CheckpointError, HumanSDError, MissingWeightsError
 from humansd_core.models.checkpoint import load_models, read_metadata
 from humansd_core.models.configs import CONFIG_METADATA_KEY, ModelConfig
 from humansd_core.pipeline import HumanSDPipeline
@@ -133,13 +133,23 @@ def test_training_preset_names_files_beside_itself(tmp_path: Path) -> None:
     assert config.optim.ema_decay > 0 and config.model.train_text_encoder and config.loss.estimator == "tiny"
 
 
-def test_record_digest_replaces_only_its_own_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded, "weights_dir", lambda: tmp_path)
+def test_record_digest_replaces_only_its_own_line(tmp_path: Path) -> None:
     (tmp_path / embedded.SUMS_NAME).write_text("aaaa  other.safetensors\nbbbb  model.safetensors\n")
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"weights")
     digest = embedded.record_digest(model)
     assert digest == embedded.file_digest(model)
-    assert embedded.shipped_digest("other.safetensors") == "aaaa"
-    assert embedded.shipped_digest("model.safetensors") == digest
+    assert embedded.shipped_digest("other.safetensors", tmp_path) == "aaaa"
+    assert embedded.shipped_digest("model.safetensors", tmp_path) == digest
     assert (tmp_path / embedded.SUMS_NAME).read_text().count("model.safetensors") == 1
+
+
+def test_every_shipped_weights_file_is_listed_and_intact() -> None:
+    from humansd_core.shipped_files import WEIGHTS_DIR, listed_digests, shipped_weights
+
+    files = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
+    assert files and sorted(listed_digests()) == files
+    for name in files:
+        assert shipped_weights(name) == WEIGHTS_DIR / name
+    with pytest.raises(HumanSDError, match="not a weights file of this package"):
+        shipped_weights("../humansd_tiny.safetensors")

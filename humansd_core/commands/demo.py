@@ -20,6 +20,7 @@ import torch
 
 from .. import embedded
 from ..errors import CheckpointError, HumanSDError
+from ..shipped_files import shipped_weights
 from .pose import write_png
 
 ZOOM = 2  # tiles are drawn at 2x the model's size
@@ -64,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
     default = args.model is None
     model_path = embedded.check_weights(embedded.embedded_model_path() if default else args.model,
                                         embedded.shipped_digest(embedded.MODEL_NAME) if default else None)
-    judge_path = embedded.check_weights(embedded.weights_dir() / "estimator_judge.safetensors")
+    judge_path = shipped_weights("estimator_judge.safetensors")
     try:
         pipe = HumanSDPipeline.from_checkpoint(model_path)
     except HumanSDError as exc:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
+from ..shipped_files import shipped_weights
 from .decoders import FullVAEDecoder
 from .estimators import HeatmapEstimator
 
@@ -161,10 +162,7 @@ class DistilledHeatmapEstimator:
 
 def shipped_distilled(device: str | torch.device = "cpu") -> DistilledHeatmapEstimator:
     """The bundled net, distilled from the embedded tiny HumanSD's VAE and predictions and the "loss" estimator."""
-    from .. import embedded
-
-    path = embedded.check_weights(embedded.weights_dir() / SHIPPED, embedded.shipped_digest(SHIPPED))
-    return DistilledHeatmapEstimator.from_file(path, device)
+    return DistilledHeatmapEstimator.from_file(shipped_weights(SHIPPED), device)
 
 
 def module_digest(module: object) -> str:

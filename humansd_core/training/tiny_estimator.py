@@ -26,7 +26,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +38,7 @@ from torch import nn
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
 from ..pose.keypoints import NUM_KEYPOINTS, PoseSet
+from ..shipped_files import shipped_weights
 
 METADATA_KEY = "humansd_estimator"
 SHIPPED = {"loss": "estimator_loss.safetensors", "judge": "estimator_judge.safetensors"}
@@ -197,5 +197,4 @@ def shipped_estimator(role: Literal["loss", "judge"], device: str | torch.device
     """The bundled estimator for ``role``: ``"loss"`` (strided net) or ``"judge"`` (U-Net)."""
     if role not in SHIPPED:
         raise HumanSDError(f"estimator role: expected one of {sorted(SHIPPED)}, got {role!r}")
-    path = Path(str(resources.files("humansd_core") / "assets" / "weights" / SHIPPED[role]))
-    return TinyHeatmapEstimator.from_file(path, device)
+    return TinyHeatmapEstimator.from_file(shipped_weights(SHIPPED[role]), device)

@@ -93,7 +93,8 @@ def test_lora_through_stock_loaders_and_the_model_patch(comfy_host: ComfyHost, f
 
 def test_photo_workflow_detects_then_generates(comfy_host: ComfyHost, full_name: str, tmp_path: Path) -> None:
     """The photo → pose → image graph with its default OpenPose detector runs the network; with the
-    random weights available here no person is found, and the sampler says so. The same workflow
+    random weights available here no person is found, and the detector node says so (which image,
+    which detector) before the sampler would meet an empty pose. The same workflow
     runs to an image with the bundled mannequin detector in ``test_pose_detection_workflow.py``."""
     from humansd_core.pose.detect import body_network_class
 
@@ -112,4 +113,6 @@ def test_photo_workflow_detects_then_generates(comfy_host: ComfyHost, full_name:
     set_inputs(prompt, "HumanSDPoseScore", detector_weights=str(weights))
     with pytest.raises(PromptError) as failure:
         comfy_host.run_prompt(prompt, timeout=600)
-    assert "HumanSDSampler" in str(failure.value) and "empty pose" in str(failure.value)
+    message = str(failure.value)
+    assert "HumanSDPoseFromImage" in message and "found nobody" in message, message
+    assert "image 0 of the batch of 1" in message and "openpose body" in message, message
