@@ -1,7 +1,7 @@
 """Peak memory and time of writing and loading model files, each step in a fresh process.
 
-    python benchmarks/checkpoint_memory.py                 # full SD2.1 layout (needs ~8 GiB free)
-    python benchmarks/checkpoint_memory.py --config mid    # ~160 M parameters
+    python -m benchmarks.checkpoint_memory                 # full SD2.1 layout (needs ~8 GiB free)
+    python -m benchmarks.checkpoint_memory --config mid    # ~160 M parameters
 
 Prints, for ``write_random_checkpoint`` (fp16 file): seconds and peak RSS; for
 ``load_models`` from that file and from a Lightning-style ``.ckpt`` of the same
@@ -27,18 +27,17 @@ from pathlib import Path
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from humansd_core.models.checkpoint import load_models, read_state_dict, write_random_checkpoint  # noqa: E402
-from humansd_core.models.configs import (  # noqa: E402
+from humansd_core.models.checkpoint import load_models, read_state_dict, write_random_checkpoint
+from humansd_core.models.configs import (
     ModelConfig,
     TextConfig,
     UNetConfig,
     VAEConfig,
     named_config,
 )
-from humansd_core.process_memory import peak_rss_bytes, reset_peak_rss  # noqa: E402
+from humansd_core.process_memory import peak_rss_bytes, reset_peak_rss
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository root: this module runs as ``benchmarks.checkpoint_memory``
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -94,7 +93,8 @@ def cmd_load(args: argparse.Namespace) -> dict:
 
 def run_child(*argv: str) -> dict:
     """Run one measurement in a fresh interpreter; returns its JSON result."""
-    out = subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", __spec__.name, *argv], check=True, capture_output=True, text=True,
+                         cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,7 +11,7 @@ beside it). Options:
 * ``paper-reduced`` — VAE decode of the latent pooled by 2, estimator at 1/2 size.
 * ``paper-reduced-4`` — VAE decode of the latent pooled by 4, estimator at 1/4 size.
 * ``paper-distilled`` — no decode, no estimator: a small conv net on the latent
-  (:mod:`humansd_core.training.distilled`) distilled from the full decode + full-size
+  (:mod:`humansd_core.training.distilled_heatmaps`) distilled from the full decode + full-size
   estimator (DEFAULT). Checkpoint runs: the bundled net when it was distilled from this
   VAE and estimator (the embedded model with ``--estimator mannequin``), else the
   ``-first8`` fit; random-weight runs: a net fitted on a few of the model's outputs
@@ -43,7 +43,8 @@ Two ways to run it:
   tower trained with the UNet, real encoded scenes; no EMA update, which makes the
   ratios slightly conservative), and the mask IoU is measured on
   the model's own ``ε̂ − ε`` on synthetic mannequin scenes at timesteps stratified over
-  ``--bins`` bins of 0..999 (:mod:`loss_mask_agreement`): per option, the mean
+  ``--bins`` bins of 0..999 (:mod:`humansd_core.embedded.recipe.noise_predictions`,
+  :mod:`humansd_core.training.mask_agreement`): per option, the mean
   per-sample soft IoU of its latent mask against the full-decode full-size mask
   (threshold 0.05), overall and per bin. The linear options' map is fitted on one
   batch of the model's predictions (as the loss fits on its first batch).
@@ -57,7 +58,7 @@ IoU 0.271; ``paper-full`` 2.544x; ``reference`` 3.460x. Random tiny architecture
 (``--arch tiny``, OpenPose with random weights): ``paper-distilled`` 1.056x against
 2.856x for ``paper-linear-1/2`` (it skips the 52 M-parameter estimator).
 
-Usage: ``python benchmarks/loss_overhead.py [--arch tiny|full|both] [--rounds N]
+Usage: ``python -m benchmarks.loss_overhead [--arch tiny|full|both] [--rounds N]
 [--checkpoint embedded --estimator mannequin] [--threads 1]``.
 Last line: ``heatmap_loss_overhead=<ratio> mask_iou=<iou>`` for the default option
 (the checkpoint run when given, else the full architecture when run, else tiny).
@@ -72,25 +73,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import loss_mask_agreement as agree
+from humansd_core.embedded.recipe import noise_predictions as noise
 from humansd_core.models.configs import sd21_humansd_config, tiny_config
 from humansd_core.models.unet import UNetModel
 from humansd_core.models.vae import AutoencoderKL
-from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
+from humansd_core.pose.detect import OpenPoseBodyDetector, OpenPoseHeatmapEstimator, body_network_class
+from humansd_core.pose.heatmaps import KeypointGaussianEstimator
 from humansd_core.pose.keypoints import PoseSet
-from humansd_core.training.decoders import FullVAEDecoder, fit_linear_decoder
-from humansd_core.training.distilled import (
+from humansd_core.training.distilled_heatmaps import (
     distillation_source,
     fit_distilled_estimator,
     shipped_distilled,
     teacher_heatmaps,
 )
-from humansd_core.training.estimators import (
-    KeypointGaussianEstimator,
-    OpenPoseHeatmapEstimator,
-)
+from humansd_core.training.latent_decoders import FullVAEDecoder, fit_linear_decoder
 from humansd_core.training.loss import HeatmapGuidedLoss, HeatmapLossConfig
-from humansd_core.training.modules import Denoiser
+from humansd_core.training import mask_agreement as agree
+from humansd_core.training.run_models import Denoiser
 
 DEFAULT = "paper-distilled"
 OPTIONS = {
@@ -128,9 +127,10 @@ def load_checkpoint(path: str):
     from humansd_core.models import load_models
 
     if path == "embedded":
-        from humansd_core import embedded
+        from humansd_core.assets import check_weights
+        from humansd_core.embedded import embedded_model_path
 
-        path = str(embedded.check_weights(embedded.embedded_model_path()))
+        path = str(check_weights(embedded_model_path()))
     models = load_models(path)
     models.unet.float()
     models.text_encoder.float()
@@ -140,7 +140,7 @@ def load_checkpoint(path: str):
 def make_estimator(name: str, openpose: str | None):
     """The image estimator: ``"openpose"`` (the user's weights, else random) or ``"mannequin"`` (shipped, loss role)."""
     if name == "mannequin":
-        from humansd_core.training.tiny_estimator import shipped_estimator
+        from humansd_core.pose.mannequin_estimator import shipped_estimator
 
         return shipped_estimator("loss")
     detector = OpenPoseBodyDetector.from_file(openpose) if openpose else OpenPoseBodyDetector(body_network_class()())
@@ -184,7 +184,7 @@ class StepTimer:
 
     def __init__(self, model, optimizer, inputs, losses: dict[str, HeatmapGuidedLoss]) -> None:
         self.model, self.opt, self.inputs, self.losses = model, optimizer, inputs, losses
-        self.alphas = agree.schedule_alphas()
+        self.alphas = noise.schedule_alphas()
         self.g = torch.Generator().manual_seed(1)
 
     def step(self, name: str, i: int) -> tuple[float, float]:
@@ -270,12 +270,12 @@ def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, si
     estimator = make_estimator(estimator_name, openpose_path)
     threshold = 0.05
     full = FullVAEDecoder(vae, cfg.scale_factor)
-    predictions = agree.model_predictions(models, size, bins, per_bin, batch)
-    first = agree.model_predictions(models, size, 1, batch, batch, seed=agree.EVAL_SEED + 1)[0]
+    predictions = noise.model_predictions(models, size, bins, per_bin, batch)
+    first = noise.model_predictions(models, size, 1, batch, batch, seed=noise.EVAL_SEED + 1)[0]
     model_fit = fit_linear_decoder(full, first.eps_pred - first.eps)  # what the loss fits on its first batch
     init_fit = fit_linear_decoder(full, -first.eps)  # a fresh UNet predicts 0: the first batch's diff is -eps
-    first8 = fit_student(full, estimator, [p.eps_pred - p.eps for p in agree.model_predictions(
-        models, size, 1, 8 * batch, batch, seed=agree.EVAL_SEED + 1)])
+    first8 = fit_student(full, estimator, [p.eps_pred - p.eps for p in noise.model_predictions(
+        models, size, 1, 8 * batch, batch, seed=noise.EVAL_SEED + 1)])
     bundled = shipped_distilled()
     matches = bundled.source == distillation_source(vae, estimator)
     losses = make_losses(vae, estimator, cfg.scale_factor, threshold, bundled if matches else first8, model_fit,
@@ -289,7 +289,7 @@ def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, si
     text = models.text_encoder.requires_grad_(True).train()
     denoiser = Denoiser(unet, text)
     opt = torch.optim.AdamW(denoiser.parameters(), lr=1e-7)
-    timing = agree.encode_scenes(models, size, batch, seed=agree.EVAL_SEED + 2)
+    timing = noise.encode_scenes(models, size, batch, seed=noise.EVAL_SEED + 2)
     inputs = (timing.z0, timing.pose_latent, timing.tokens, timing.poses)
     times = StepTimer(denoiser, opt, inputs, losses).run(rounds)
 
@@ -308,7 +308,7 @@ def run_checkpoint(path: str, estimator_name: str, openpose_path: str | None, si
 @torch.no_grad()
 def _diffs(unet, cfg, context, pose_latent, lat, g, count: int = 6) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(eps_pred, eps)`` pairs from the UNet at timesteps spread over 0..999."""
-    alphas = agree.schedule_alphas()
+    alphas = noise.schedule_alphas()
     pairs = []
     for t in np.linspace(50, 950, count).astype(int):
         z0, eps = torch.randn(1, 4, lat, lat, generator=g), torch.randn(1, 4, lat, lat, generator=g)

@@ -4,7 +4,7 @@ The baseline is the straightforward port of the reference drawing loop: it rebui
 the HLS palette with ``colorsys`` on every call and tests and truncates every
 keypoint in Python. Both must produce the same pixels (checked before timing).
 
-Run: ``python benchmarks/pose_render.py``. Last line:
+Run: ``python -m benchmarks.pose_render``. Last line:
 ``render_speedup_1p=<x> render_speedup_5p=<y>`` (baseline time / ours).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Synthetic mannequin throughput: scenes per minute in memory and written to disk, per size.
 
-    python benchmarks/synthetic_throughput.py [--count 300] [--sizes 64 128 256]
+    python -m benchmarks.synthetic_throughput [--count 300] [--sizes 64 128 256]
 
 One process, one thread for OpenCV; prints scenes/minute for ``generate_scene``
 (in memory) and ``write_dataset`` (PNG + JSON + caption, atomic writes) side by side.
@@ -11,13 +11,10 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from humansd_core.synthetic import generate_scene, scene_rng, write_dataset  # noqa: E402
+from humansd_core.synthetic import generate_scene, scene_rng, write_dataset
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Core UNet forward time next to ComfyUI's own UNet (same weights, same process), and load memory.
 
-    python benchmarks/unet_forward.py [--latent 32] [--batch 1] [--repeats 7]
+    python -m benchmarks.unet_forward [--latent 32] [--batch 1] [--repeats 7]
 
 Full SD2.1 layout (the cached random checkpoint of the tests, written on first use),
 float32 on the CPU. Steps:
@@ -10,7 +10,7 @@ float32 on the CPU. Steps:
    before loading);
 2. the core UNet as ``load_models`` returns it (channels-last on the CPU) and
    ComfyUI 0.3.75's ``openaimodel.UNetModel`` from its stock loader
-   (``tests/comfy_inprocess.py``; ComfyUI's CPU defaults, sub-quadratic attention);
+   (``tests/support/comfy_inprocess.py``; ComfyUI's CPU defaults, sub-quadratic attention);
 3. one warm-up call each, max |difference| of their outputs, then ``--repeats``
    rounds each timing both (order alternating per round); the ratio of medians.
 
@@ -25,17 +25,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from tests.host.comfy_setup import ensure_comfyui
+from tests.support.checkpoints import full_random_checkpoint
+from tests.support.comfy_inprocess import import_comfy, load_comfy, load_core, unet_inputs
 
-from checkpoint_memory import run_child  # noqa: E402  (benchmarks/, this script's folder)
-from checkpoints import full_random_checkpoint  # noqa: E402
-from comfy_inprocess import import_comfy, load_comfy, load_core, unet_inputs  # noqa: E402
-from host.comfy_setup import ensure_comfyui  # noqa: E402
+from .checkpoint_memory import run_child
 
 
 def _timed(unet: torch.nn.Module, args: tuple[torch.Tensor, ...], comfy: bool) -> tuple[float, float, torch.Tensor]:

@@ -1,6 +1,6 @@
 """UNet forward time, contiguous (NCHW) vs channels-last, measured side by side.
 
-    python benchmarks/unet_memory_format.py [--config sd21_humansd|tiny] [--latent 32] [--dtype float32]
+    python -m benchmarks.unet_memory_format [--config sd21_humansd|tiny] [--latent 32] [--dtype float32]
 
 Builds the UNet with the random weights of ``random_state_dict`` (those of the test
 files), checks the output is finite, then times ``--repeats`` forward passes in
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from humansd_core.models.checkpoint import UNET_PREFIX, random_state_dict  # noqa: E402
 from humansd_core.models.configs import named_config  # noqa: E402

@@ -1,6 +1,6 @@
 """Render ``docs/main_workflow_example.png``: the shipped main workflow, run in a real ComfyUI.
 
-    .venv/bin/python docs/make_example.py [--output docs/main_workflow_example.png]
+    .venv/bin/python -m docs.make_example [--output docs/main_workflow_example.png]
 
 Uses the test harness: ``tests/host/comfy_setup.py`` provisions ComfyUI 0.3.75 into
 ``.cache/`` (first run only) and ``tests/host/comfy_server.py`` starts it headless on
@@ -16,7 +16,6 @@ figure: ``humansd demo`` scores 28).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from humansd_core import embedded
+from humansd_core.commands.demo import contact_sheet
+from humansd_core.commands.pose import write_png
+from tests.host.comfy_server import ComfyHost
+from tests.host.comfy_setup import ensure_comfyui
+from tests.host.inference_prompts import load_api, node_id, saved_images, set_inputs
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from host.comfy_server import ComfyHost  # noqa: E402
-from host.comfy_setup import ensure_comfyui  # noqa: E402
-from host.inference_prompts import load_api, node_id, saved_images, set_inputs  # noqa: E402
-
-from humansd_core import embedded  # noqa: E402
-from humansd_core.commands.demo import contact_sheet  # noqa: E402
-from humansd_core.commands.pose import write_png  # noqa: E402
 
 WORKFLOW = "humansd_keypoints_to_image"
 POSES_DIR = REPO / "humansd_core" / "assets" / "poses"

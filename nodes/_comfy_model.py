@@ -1,8 +1,9 @@
 """Build ComfyUI's own MODEL, CLIP and VAE from a HumanSD checkpoint (host side).
 
-The file is read by the core (``humansd_core.models.checkpoint.read_state_dict``:
-safetensors, or a Lightning ``.ckpt`` through ``torch.load(weights_only=True)``, so
-no pickled code runs). Then, following ``comfy.sd.load_state_dict_guess_config``:
+The file is read once by the core (``humansd_core.models.checkpoint.read_checkpoint``:
+tensors and metadata of a safetensors file, or of a Lightning ``.ckpt`` through
+``torch.load(weights_only=True)`` or the restricted unpickler, so no pickled code
+runs). Then, following ``comfy.sd.load_state_dict_guess_config``:
 
 - a file ComfyUI's detection knows (the real SD2.1 layout, with or without our
   metadata) goes through ``load_state_dict_guess_config`` itself;
@@ -152,13 +153,12 @@ def load_humansd_checkpoint(path: str | Path, embedding_directory: Any = None) -
     """
     import comfy.sd
 
-    from ..humansd_core.models.checkpoint import read_metadata, read_state_dict
+    from ..humansd_core.models.checkpoint import read_checkpoint
     from ..humansd_core.models.configs import ModelConfig
 
     source = Path(path).name
-    state_dict = read_state_dict(path)
+    state_dict, metadata = read_checkpoint(path)  # one read: a .ckpt's pickle is parsed once
     describe_unet(state_dict, source)
-    metadata = read_metadata(path)
     if _is_known_layout(state_dict):
         model, clip, vae, _ = comfy.sd.load_state_dict_guess_config(
             state_dict, output_vae=True, output_clip=True, embedding_directory=embedding_directory)

@@ -40,7 +40,8 @@ class HumanSDCheckpointLoader:
     def load(self, ckpt_name: str) -> tuple:
         import folder_paths
 
-        from ..humansd_core.embedded import MODEL_NAME, check_weights, embedded_model_path
+        from ..humansd_core.assets import check_weights
+        from ..humansd_core.embedded import MODEL_NAME, embedded_model_path
         from ._comfy_model import load_humansd_checkpoint
 
         path = folder_paths.get_full_path("checkpoints", ckpt_name)
@@ -87,5 +88,5 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HumanSDCheckpointLoader": "HumanSD Checkpoint Loader",
-    "HumanSDModelPatch": "HumanSD Model Patch (pose input)",
+    "HumanSDModelPatch": "HumanSD Model Patch",
 }

@@ -7,11 +7,10 @@ image per frame. Parsing, placement, drawing and detection live in
 """
 from __future__ import annotations
 
-import functools
 import hashlib
-from pathlib import Path
 
 from ..humansd_core.errors import HumanSDError
+from ._detectors import MANNEQUIN, OPENPOSE, PHOTO_DETECTOR_TOOLTIP, PHOTO_DETECTORS, openpose_detector
 from ._pose_render import (
     DRAW_INPUTS,
     PLACEMENTS,
@@ -26,27 +25,6 @@ from ._pose_render import (
 CATEGORY = "HumanSD/pose"
 NO_FILE = "(none: use the text)"
 MAX_SHIFT = 16384.0
-AUX_PACK = "comfyui_controlnet_aux"
-# Detector choices of the photo and score nodes (new optional inputs, last, so saved workflows keep their widgets).
-OPENPOSE = "openpose body (controlnet-aux weights)"
-MANNEQUIN = "mannequin (bundled, one person, synthetic figures only)"
-MANNEQUIN_JUDGE = "mannequin judge (bundled, in the condition's boxes, synthetic figures only)"
-PHOTO_DETECTORS = (OPENPOSE, MANNEQUIN)
-SCORE_DETECTORS = (OPENPOSE, MANNEQUIN_JUDGE)
-_OPENPOSE_HELP = (f"'{OPENPOSE}': the CMU OpenPose body network with the weights comfyui_controlnet_aux uses "
-                  "(body_pose_model.pth, CMU non-commercial licence, never downloaded here); finds any number of "
-                  "real people anywhere in real photos.")
-_MANNEQUIN_HELP = ("a tiny estimator bundled with this pack (no weights to install), trained only on the pack's "
-                   "synthetic mannequins (the embedded model's world): on real photos its output is meaningless.")
-PHOTO_DETECTOR_TOOLTIP = (
-    f"{_OPENPOSE_HELP} '{MANNEQUIN}': {_MANNEQUIN_HELP} It reads exactly ONE person from the whole image (each "
-    "joint where its response is strongest; two people get mixed into one) and drops joints it is less than 10% "
-    "sure of; weights_path and input_height are ignored.")
-SCORE_DETECTOR_TOOLTIP = (
-    f"{_OPENPOSE_HELP} Detected people are paired with the condition's by OKS. '{MANNEQUIN_JUDGE}': "
-    f"{_MANNEQUIN_HELP} It reads each condition person's joints inside that person's box (its joints' box grown "
-    "by 15% a side), so it measures whether the body is where the pose says; a box where no joint scores 10% or "
-    "more counts as nobody detected. detector_weights is ignored.")
 POSE_KEYPOINT_INPUT = ("POSE_KEYPOINT", {
     "tooltip": "Poses from any pack (OpenPose/DWPose preprocessors, pose editors, HumanSD nodes): "
                "one frame dict per image; pixel or normalised coordinates."})
@@ -133,25 +111,6 @@ class HumanSDPoseFromJSON:
         return draw_frames(frames, width, height, placement, threshold, thickness, scale_thickness)
 
 
-def _aux_pack_dirs() -> list[Path]:
-    """comfyui_controlnet_aux folders under ComfyUI's custom_nodes folders (any case);
-    where it would be installed when it is not, so a missing-weights error names that place."""
-    import folder_paths
-
-    roots = [Path(root) for root in folder_paths.get_folder_paths("custom_nodes")]
-    found = [p for root in roots if root.is_dir() for p in root.iterdir()
-             if p.is_dir() and p.name.lower() == AUX_PACK]
-    return found or [root / AUX_PACK for root in roots[:1]]
-
-
-@functools.lru_cache(maxsize=1)
-def _detector(path: str, mtime_ns: int, device: str):
-    """One loaded detector (≈200 MB), reused while the file (path, mtime) and device stay the same."""
-    from ..humansd_core.pose.detect import OpenPoseBodyDetector
-
-    return OpenPoseBodyDetector.from_file(path, device)
-
-
 class HumanSDPoseFromImage:
     """Detect body poses in photos (OpenPose body network) or in synthetic mannequin pictures (bundled estimator)."""
 
@@ -200,10 +159,7 @@ class HumanSDPoseFromImage:
 
             frames = detect_mannequin_poses(photos)
         else:
-            from ..humansd_core.pose.detect import find_openpose_weights
-
-            path = find_openpose_weights(weights_path.strip() or None, aux_pack_dirs=_aux_pack_dirs())
-            network = _detector(str(path), path.stat().st_mtime_ns, str(comfy.model_management.get_torch_device()))
+            network = openpose_detector(weights_path, str(comfy.model_management.get_torch_device()))
             progress = comfy.utils.ProgressBar(len(photos))
             frames = []
             for photo in photos:
@@ -213,7 +169,7 @@ class HumanSDPoseFromImage:
         nobody = [i for i, frame in enumerate(frames) if frame.visible_count(threshold) == 0]
         if nobody:
             raise HumanSDError(
-                f"HumanSD Pose from Photo: the {detector!r} detector found nobody (no joint with confidence above "
+                f"HumanSD Pose from Image: the {detector!r} detector found nobody (no joint with confidence above "
                 f"{threshold}) in image{'s' if len(nobody) > 1 else ''} {', '.join(map(str, nobody))} of the "
                 f"batch of {len(frames)} (counting from 0); without a pose the sampler cannot place a person. "
                 + ("Use photos with a visible person, or lower threshold." if detector == OPENPOSE else
@@ -331,9 +287,9 @@ NODE_CLASS_MAPPINGS = {
     "HumanSDPosePreview": HumanSDPosePreview,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "HumanSDPoseFromKeypoints": "HumanSD Skeleton from Keypoints",
+    "HumanSDPoseFromKeypoints": "HumanSD Pose from Keypoints",
     "HumanSDPoseFromJSON": "HumanSD Pose from JSON",
-    "HumanSDPoseFromImage": "HumanSD Pose from Photo",
+    "HumanSDPoseFromImage": "HumanSD Pose from Image",
     "HumanSDPoseTransform": "HumanSD Pose Transform",
     "HumanSDPosePreview": "HumanSD Pose Preview",
 }

@@ -10,7 +10,7 @@ import logging
 
 from ..humansd_core import defaults
 from ._pose_render import DRAW_INPUTS, PLACEMENTS
-from .pose_nodes import MANNEQUIN_JUDGE, OPENPOSE, SCORE_DETECTOR_TOOLTIP, SCORE_DETECTORS, _aux_pack_dirs, _detector
+from ._detectors import MANNEQUIN_JUDGE, OPENPOSE, SCORE_DETECTOR_TOOLTIP, SCORE_DETECTORS, openpose_detector
 
 DEFAULT_THRESHOLD = DRAW_INPUTS["threshold"][1]["default"]
 DEFAULT_THICKNESS = DRAW_INPUTS["thickness"][1]["default"]
@@ -33,8 +33,8 @@ class HumanSDPoseConditioning:
             "negative": ("CONDITIONING", {"tooltip": "Text conditioning of what to avoid; it gets the same pose, "
                                                      "as in HumanSD's classifier-free guidance."}),
             "vae": ("VAE", {"tooltip": "The HumanSD model's VAE, to encode the skeleton."}),
-            "skeleton": ("IMAGE", {"tooltip": "Skeleton image(s) at the output size (e.g. from HumanSD Render "
-                                              "Skeleton); N images give N latents, one pose each."}),
+            "skeleton": ("IMAGE", {"tooltip": "Skeleton image(s) at the output size (e.g. from HumanSD Pose from JSON "
+                                              "or HumanSD Pose from Keypoints); N images give N latents, one pose each."}),
         }}
 
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
@@ -195,7 +195,6 @@ class HumanSDPoseScore:
               threshold: float = DEFAULT_THRESHOLD, detector: str = OPENPOSE) -> dict:
         import comfy.model_management as mm
 
-        from ..humansd_core.pose import find_openpose_weights
         from ..humansd_core.pose.batch_score import images_per_pose, score_batch
         from ..humansd_core.pose.metrics import pose_agreement
         from ._pose_input import poses_on_canvas
@@ -210,8 +209,7 @@ class HumanSDPoseScore:
 
             results = mannequin_agreements(images[..., :3], conditions, threshold)
         else:
-            path = find_openpose_weights(detector_weights.strip() or None, aux_pack_dirs=_aux_pack_dirs())
-            network = _detector(str(path), path.stat().st_mtime_ns, str(mm.get_torch_device()))
+            network = openpose_detector(detector_weights, str(mm.get_torch_device()))
             results = []
             for condition, pixels in zip(conditions, images_to_uint8(images, "images")):
                 mm.throw_exception_if_processing_interrupted()

@@ -1,19 +1,16 @@
-"""``benchmarks/ablation.py``: its arms differ only in the loss, and its Fréchet distance is right (no training)."""
+"""The recipe's ablation (``humansd_core.embedded.recipe.ablation``): its arms differ only in the loss,
+and its Fréchet distance is right (no training)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import ablation  # noqa: E402
-
-from humansd_core import embedded  # noqa: E402
-from humansd_core.errors import HumanSDError  # noqa: E402
-from humansd_core.training.config import CHOICES  # noqa: E402
+from humansd_core import embedded
+from humansd_core.embedded.recipe import ablation
+from humansd_core.errors import HumanSDError
+from humansd_core.training.config import CHOICES
 
 
 def _differences(a: dict, b: dict) -> set[tuple[str, str]]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import make_dataset, restore_torch_globals, tiny_train_config  # noqa: F401
+from support.training_data import make_dataset, tiny_train_config
 
-from humansd_core.training.checkpointing import read_checkpoint
+from humansd_core.training.resume_checkpoints import read_checkpoint
 from humansd_core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

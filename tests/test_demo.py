@@ -3,25 +3,15 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from humansd_core import embedded
 from humansd_core.cli import main
 from humansd_core.commands.demo import ZOOM, contact_sheet
-
-@pytest.fixture(autouse=True)
-def restore_threads() -> Iterator[None]:
-    """``humansd demo`` sets torch's thread count (a CLI process's choice): give the test process its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
 
 LAST_LINE = re.compile(r"^pose accuracy: PCK@0\.1=(\d\.\d{3}) OKS=(\d\.\d{3}) random-pose baseline PCK@0\.1=(\d\.\d{3})$")
 

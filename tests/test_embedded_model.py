@@ -1,7 +1,7 @@
 """The embedded tiny HumanSD shipped in the package: intact, loadable, small, and it follows poses.
 
 The weights are the real shipped file (``humansd_core/assets/weights/humansd_tiny.safetensors``,
-made by ``benchmarks/train_embedded.py``); a few-step generation must follow its poses
+made by ``python -m humansd_core.embedded.recipe.humansd``); a few-step generation must follow its poses
 clearly better than chance by the judge estimator (the demo's score, on fewer images).
 """
 from __future__ import annotations
@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from humansd_core import embedded
+from humansd_core import assets, embedded
+from humansd_core.assets import ASSETS_DIR, PRESETS_DIR, WEIGHTS_DIR
 from humansd_core.errors import CheckpointError, HumanSDError, MissingWeightsError
 from humansd_core.models.checkpoint import load_models, read_metadata
 from humansd_core.models.configs import CONFIG_METADATA_KEY, ModelConfig
 from humansd_core.pipeline import HumanSDPipeline
 
-PRESET = Path(embedded.__file__).parent / "assets" / "presets" / "embedded_model.json"
+PRESET = PRESETS_DIR / "embedded_model.json"
 SHIPPED_BUDGET = 25_000_000  # bytes: model, both estimators, the distilled loss net
 
 
@@ -35,17 +36,17 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def pipe() -> HumanSDPipeline:
-    return HumanSDPipeline.from_checkpoint(embedded.check_weights(embedded.embedded_model_path()))
+    return HumanSDPipeline.from_checkpoint(assets.check_weights(embedded.embedded_model_path()))
 
 
 def test_shipped_model_matches_its_checksum() -> None:
-    digest = embedded.shipped_digest(embedded.MODEL_NAME)
+    digest = assets.shipped_digest(embedded.MODEL_NAME)
     assert digest is not None and len(digest) == 64
-    assert embedded.check_weights(embedded.embedded_model_path(), digest).is_file()
+    assert assets.check_weights(embedded.embedded_model_path(), digest).is_file()
 
 
 def test_shipped_set_fits_the_size_budget() -> None:
-    total = sum(p.stat().st_size for p in embedded.weights_dir().glob("*.safetensors"))
+    total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors"))
     assert total <= SHIPPED_BUDGET, f"shipped weights take {total / 1e6:.1f} MB"
 
 
@@ -87,20 +88,20 @@ def test_noise_images_score_at_chance() -> None:
 
 def test_check_weights_names_missing_lfs_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError, match="not found"):
-        embedded.check_weights(tmp_path / "absent.safetensors")
+        assets.check_weights(tmp_path / "absent.safetensors")
     pointer = tmp_path / "pointer.safetensors"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n")
     with pytest.raises(CheckpointError, match="git lfs pull"):
-        embedded.check_weights(pointer)
+        assets.check_weights(pointer)
     copy = tmp_path / embedded.MODEL_NAME
     shutil.copyfile(embedded.embedded_model_path(), copy)
-    digest = embedded.shipped_digest(embedded.MODEL_NAME)
-    assert embedded.check_weights(copy, digest) == copy
+    digest = assets.shipped_digest(embedded.MODEL_NAME)
+    assert assets.check_weights(copy, digest) == copy
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped bit inside the tensor data
     copy.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
-        embedded.check_weights(copy, digest)
+        assets.check_weights(copy, digest)
 
 
 def test_evaluation_set_is_fixed_and_on_the_model_canvas() -> None:
@@ -115,9 +116,9 @@ def test_evaluation_set_is_fixed_and_on_the_model_canvas() -> None:
 
 
 def test_model_card_states_the_shipped_metrics() -> None:
-    card = (Path(embedded.__file__).parent / "assets" / "MODEL_CARD.md").read_text()
+    card = (ASSETS_DIR / "MODEL_CARD.md").read_text()
     config = json.loads(read_metadata(embedded.embedded_model_path())[CONFIG_METADATA_KEY])
-    assert "benchmarks/train_embedded.py" in card and "PCK@0.1" in card
+    assert "python -m humansd_core.embedded.recipe.humansd" in card and "PCK@0.1" in card
     assert str(config["scale_factor"]) in card  # the card describes the file that ships
 
 
@@ -134,22 +135,20 @@ def test_training_preset_names_files_beside_itself(tmp_path: Path) -> None:
 
 
 def test_record_digest_replaces_only_its_own_line(tmp_path: Path) -> None:
-    (tmp_path / embedded.SUMS_NAME).write_text("aaaa  other.safetensors\nbbbb  model.safetensors\n")
+    (tmp_path / assets.SUMS_NAME).write_text("aaaa  other.safetensors\nbbbb  model.safetensors\n")
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"weights")
-    digest = embedded.record_digest(model)
-    assert digest == embedded.file_digest(model)
-    assert embedded.shipped_digest("other.safetensors", tmp_path) == "aaaa"
-    assert embedded.shipped_digest("model.safetensors", tmp_path) == digest
-    assert (tmp_path / embedded.SUMS_NAME).read_text().count("model.safetensors") == 1
+    digest = assets.record_digest(model)
+    assert digest == assets.file_digest(model)
+    assert assets.shipped_digest("other.safetensors", tmp_path) == "aaaa"
+    assert assets.shipped_digest("model.safetensors", tmp_path) == digest
+    assert (tmp_path / assets.SUMS_NAME).read_text().count("model.safetensors") == 1
 
 
 def test_every_shipped_weights_file_is_listed_and_intact() -> None:
-    from humansd_core.shipped_files import WEIGHTS_DIR, listed_digests, shipped_weights
-
     files = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
-    assert files and sorted(listed_digests()) == files
+    assert files and sorted(assets.listed_digests()) == files
     for name in files:
-        assert shipped_weights(name) == WEIGHTS_DIR / name
+        assert assets.shipped_weights(name) == WEIGHTS_DIR / name
     with pytest.raises(HumanSDError, match="not a weights file of this package"):
-        shipped_weights("../humansd_tiny.safetensors")
+        assets.shipped_weights("../humansd_tiny.safetensors")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import full_random_checkpoint, tiny_checkpoint
+from support.checkpoints import full_random_checkpoint, tiny_checkpoint
 from PIL import Image
 
 from humansd_core import defaults

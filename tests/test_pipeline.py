@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from checkpoints import RecordingUNet, tiny_checkpoint
+from support.checkpoints import RecordingUNet, tiny_checkpoint
 
 from humansd_core import HumanSDPipeline, defaults
 from humansd_core.errors import HumanSDError

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoints import random_openpose_state
+from support.checkpoints import random_openpose_state
 
 from humansd_core.errors import CheckpointError, HumanSDError, MissingWeightsError
 from humansd_core.pose.detect import (

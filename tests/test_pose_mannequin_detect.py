@@ -17,10 +17,9 @@ from humansd_core.pose.mannequin_detect import (
     detect_mannequin_poses,
     mannequin_agreements,
 )
-from humansd_core.pose.metrics import PoseAgreement
+from humansd_core.pose.metrics import PoseAgreement, pck
 from humansd_core.synthetic import generate_scene, scene_rng
 from humansd_core.synthetic.appearance import render_background, sample_background
-from humansd_core.training.tiny_estimator_eval import pck
 
 SEED = 4242  # not the estimators' training seed
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checkpoints import RecordingUNet, tiny_checkpoint
+from support.checkpoints import RecordingUNet, tiny_checkpoint
 
 from humansd_core.errors import HumanSDError
 from humansd_core.models.checkpoint import load_models

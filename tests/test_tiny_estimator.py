@@ -1,4 +1,4 @@
-"""Tiny heatmap estimators: decoding, metrics, file format, training, and the shipped weights' accuracy."""
+"""Tiny heatmap estimators: Gaussian targets and decoding, PCK, file format, training, the shipped weights' accuracy."""
 from __future__ import annotations
 
 import json
@@ -9,21 +9,22 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from humansd_core.embedded.recipe.estimators import evaluate, train_estimator
 from humansd_core.errors import CheckpointError
 from humansd_core.pose import PoseSet
-from humansd_core.training.estimators import HeatmapEstimator
-from humansd_core.training.tiny_estimator import (
+from humansd_core.pose.heatmap_decode import keypoints_from_heatmaps, person_boxes
+from humansd_core.pose.heatmaps import HeatmapEstimator, gaussian_heatmaps
+from humansd_core.pose.mannequin_estimator import (
     METADATA_KEY,
     EstimatorConfig,
     TinyHeatmapEstimator,
     build_network,
     shipped_estimator,
 )
-from humansd_core.training.tiny_estimator_eval import keypoints_from_heatmaps, person_boxes, pck
-from humansd_core.training.tiny_estimator_train import evaluate, heatmap_targets, train_estimator
+from humansd_core.pose.metrics import pck
 
 # PCK@0.1 floors for the shipped weights on 32 fresh held-out scenes. Measured: judge 0.875 here, 0.846 on 400
-# scenes; loss estimator 0.843 here, 0.825 on 400 (benchmarks/train_estimators.py).
+# scenes; loss estimator 0.843 here, 0.825 on 400 (python -m humansd_core.embedded.recipe.estimators).
 JUDGE_PCK_FLOOR = 0.8
 LOSS_PCK_FLOOR = 0.75
 
@@ -39,7 +40,7 @@ def _two_people(width: int = 96, height: int = 64) -> PoseSet:
 
 def test_targets_decode_back_to_the_keypoints_subpixel():
     pose = _two_people()
-    heat = heatmap_targets([pose], 32, 48, sigma=1.0)[0]  # stride 2
+    heat = gaussian_heatmaps([pose], 32, 48, sigma=1.0)[0]  # stride 2
     assert heat.shape == (17, 32, 48) and float(heat.max()) <= 1.0
     decoded = keypoints_from_heatmaps(heat, 96, 64, person_boxes(pose))
     err = np.abs(decoded.keypoints[..., :2] - pose.keypoints[..., :2])
@@ -50,7 +51,7 @@ def test_targets_decode_back_to_the_keypoints_subpixel():
 def test_without_boxes_one_person_from_the_whole_map():
     pose = _two_people()
     single = pose.replace(keypoints=pose.keypoints[:1], scores=None)
-    heat = heatmap_targets([single], 16, 24)[0]
+    heat = gaussian_heatmaps([single], 16, 24, sigma=1.0)[0]
     decoded = keypoints_from_heatmaps(heat, 96, 64)
     assert decoded.num_people == 1
     assert np.abs(decoded.keypoints[0, :, :2] - single.keypoints[0, :, :2]).max() < 1.5

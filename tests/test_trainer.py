@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoints import tiny_checkpoint
+from support.checkpoints import tiny_checkpoint
 from PIL import Image
 from safetensors.torch import save_file
-from training_helpers import make_dataset, restore_torch_globals, tiny_train_config  # noqa: F401
+from support.training_data import make_dataset, tiny_train_config
 
 from humansd_core.cli import main
 from humansd_core.models.checkpoint import UNET_PREFIX, load_models, read_state_dict
-from humansd_core.training.checkpointing import latest_checkpoint, list_checkpoints, read_checkpoint
-from humansd_core.training.data import collate
+from humansd_core.training.resume_checkpoints import latest_checkpoint, list_checkpoints, read_checkpoint
+from humansd_core.training.dataset import collate
 from humansd_core.training.lora import base_weights_hash, load_lora
 from humansd_core.training.trainer import Trainer, TrainingDiverged
 
@@ -94,12 +94,11 @@ def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(data: Path, ba
 
 KILL_SCRIPT = """
 import os, signal, sys
-sys.path.insert(0, sys.argv[3])
-from training_helpers import tiny_train_config
-from humansd_core.training import checkpointing
+from tests.support.training_data import tiny_train_config
+from humansd_core.training import resume_checkpoints
 from humansd_core.training.trainer import Trainer
 
-real_save = checkpointing.save_file
+real_save = resume_checkpoints.save_file
 saves = []
 
 def save_then_die(tensors, filename, metadata=None):
@@ -110,7 +109,7 @@ def save_then_die(tensors, filename, metadata=None):
             handle.truncate(os.path.getsize(filename) // 2)
         os.kill(os.getpid(), signal.SIGKILL)
 
-checkpointing.save_file = save_then_die
+resume_checkpoints.save_file = save_then_die
 Trainer(tiny_train_config(sys.argv[1], sys.argv[2], mode="full", steps=5, save_every=1, keep_last=2)).train()
 """
 
@@ -118,7 +117,7 @@ Trainer(tiny_train_config(sys.argv[1], sys.argv[2], mode="full", steps=5, save_e
 def test_process_killed_while_saving_leaves_the_last_checkpoint_loadable(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(data), str(run), str(REPO / "tests")],
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(data), str(run)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-3000:]
     ckpt_dir = run / "checkpoints"

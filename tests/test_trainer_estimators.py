@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 
 import pytest
-from checkpoints import random_openpose_state
+from support.checkpoints import random_openpose_state
 from safetensors.torch import save_file
-from training_helpers import make_dataset, restore_torch_globals, tiny_train_config  # noqa: F401
+from support.training_data import make_dataset, tiny_train_config
 
 from humansd_core.errors import HumanSDError
 from humansd_core.training.trainer import Trainer

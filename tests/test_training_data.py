@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_helpers import make_dataset, restore_torch_globals  # noqa: F401 - autouse fixture
+from support.training_data import make_dataset
 
 from humansd_core.errors import HumanSDError
 from humansd_core.models.configs import tiny_config
@@ -20,7 +20,7 @@ from humansd_core.training.augment import apply_to_image, apply_to_pose, fit_pos
 from humansd_core.training.buckets import BucketBatchSampler, assign_bucket, make_buckets
 from humansd_core.training.cache import TextCache, build_latent_cache
 from humansd_core.training.config import DataOptions, TrainConfig
-from humansd_core.training.data import TrainingDataset, scan_dataset
+from humansd_core.training.dataset import TrainingDataset, scan_dataset
 
 LW, RW = COCO17_NAMES.index("left_wrist"), COCO17_NAMES.index("right_wrist")
 LA, RA = COCO17_NAMES.index("left_ankle"), COCO17_NAMES.index("right_ankle")

@@ -10,16 +10,13 @@ import torch
 from humansd_core.errors import HumanSDError
 from humansd_core.models.configs import tiny_config
 from humansd_core.models.vae import AutoencoderKL
-from humansd_core.pose.detect import OpenPoseBodyDetector, body_network_class
-from humansd_core.pose.keypoints import PoseSet
-from humansd_core import embedded
+from humansd_core.assets import WEIGHTS_DIR
 from humansd_core.errors import CheckpointError
-from humansd_core.training.decoders import (
-    FullVAEDecoder,
-    ReducedVAEDecoder,
-    fit_linear_decoder,
-)
-from humansd_core.training.distilled import (
+from humansd_core.pose.detect import OpenPoseBodyDetector, OpenPoseHeatmapEstimator, body_network_class
+from humansd_core.pose.heatmaps import KeypointGaussianEstimator
+from humansd_core.pose.keypoints import PoseSet
+from humansd_core.pose.mannequin_estimator import shipped_estimator
+from humansd_core.training.distilled_heatmaps import (
     DistilledConfig,
     DistilledHeatmapEstimator,
     LatentHeatmapNet,
@@ -28,16 +25,16 @@ from humansd_core.training.distilled import (
     fit_distilled_estimator,
     teacher_heatmaps,
 )
-from humansd_core.training.estimators import (
-    KeypointGaussianEstimator,
-    OpenPoseHeatmapEstimator,
+from humansd_core.training.latent_decoders import (
+    FullVAEDecoder,
+    ReducedVAEDecoder,
+    fit_linear_decoder,
 )
 from humansd_core.training.loss import (
     HeatmapGuidedLoss,
     HeatmapLossConfig,
     TimestepBinStats,
 )
-from humansd_core.training.tiny_estimator import shipped_estimator
 
 CFG = tiny_config()
 S = CFG.scale_factor
@@ -79,8 +76,9 @@ def test_paper_weight_is_exactly_one_plus_w_inside_and_one_outside(vae) -> None:
     weight = loss_fn.weight_map(pred, eps, poses)
     assert weight.shape == (1, 1, LATENT, LATENT)
 
-    # Independent expectation: pixel centres within the Gaussian's 0.05 level, pooled per 8x8 cell.
-    centres = np.arange(64) + 0.5
+    # Independent expectation: pixel centres within the Gaussian's 0.05 level, pooled per 8x8 cell. Pixel i's
+    # centre is at coordinate i (OpenCV's convention, the keypoints' own; pose.heatmaps).
+    centres = np.arange(64.0)
     d2 = (centres[None, :] - jx) ** 2 + (centres[:, None] - jy) ** 2
     pixel_mask = np.exp(-d2 / (2 * (sigma_frac * 64) ** 2)) > 0.05
     cell = pixel_mask.reshape(LATENT, 8, LATENT, 8).mean(axis=(1, 3))
@@ -216,7 +214,7 @@ def test_distilled_net_shape_contract_and_file_round_trip(tmp_path) -> None:
     again = DistilledHeatmapEstimator.from_state(net.state_tensors(), net.metadata())
     torch.testing.assert_close(again(x), net(x))
     with pytest.raises(CheckpointError, match="not a distilled estimator"):  # the bundled pose estimator's file
-        DistilledHeatmapEstimator.from_file(embedded.weights_dir() / "estimator_loss.safetensors")
+        DistilledHeatmapEstimator.from_file(WEIGHTS_DIR / "estimator_loss.safetensors")
     with pytest.raises(HumanSDError):
         DistilledConfig(width=10, groups=4)
 
@@ -287,9 +285,11 @@ def test_gaussian_estimator_places_peaks_from_the_canvas() -> None:
     heat = KeypointGaussianEstimator(sigma_fraction=0.05, stride=2)(torch.zeros(1, 3, 64, 128), [pose])
     assert heat.shape == (1, 17, 32, 64)
     assert heat[0, 6].max() == 0 and heat[0, 0].max() == 0
-    # (50/100*64, 100/200*128) / stride 2 -> row 16, col 32; cell centres lie 1 px off in x and y.
-    assert heat[0, 5, 16, 32] == pytest.approx(math.exp(-2 / (2 * 3.2**2)), rel=1e-5)
-    assert heat[0, 5, 15:17, 31:33].min() == heat[0, 5, 8:24, 24:40].max()  # 4 cells around (32, 64) px tie
+    # Pixel centres at integer coordinates: canvas pixel (100, 50) is at cell ((50.5)·32/100 − 0.5, (100.5)·64/200
+    # − 0.5) = (15.66, 31.66) of the stride-2 grid; σ = 0.05 · 64 px = 1.6 cells. Its nearest cell (16, 32) peaks.
+    cy, cx, sigma = 50.5 * 32 / 100 - 0.5, 100.5 * 64 / 200 - 0.5, 1.6
+    assert heat[0, 5, 16, 32] == pytest.approx(math.exp(-((16 - cy) ** 2 + (32 - cx) ** 2) / (2 * sigma**2)), rel=1e-5)
+    assert int(heat[0, 5, 8:24, 24:40].argmax()) == (16 - 8) * 16 + (32 - 24)  # around person 0
     assert heat[0, 5, 25, 6] > 0.5  # the second person's shoulder, max over people
     assert heat[0, 5, 0, 63] < 1e-6
     assert heat.min() >= 0 and heat.max() <= 1
@@ -315,8 +315,7 @@ def test_timestep_bins_and_config_validation(vae) -> None:
 
 
 def test_trainer_fits_the_distilled_net_and_a_resume_gets_it_back(tmp_path) -> None:
-    from training_helpers import make_dataset, tiny_train_config
-
+    from support.training_data import make_dataset, tiny_train_config
     from humansd_core.training.trainer import Trainer
 
     data = make_dataset(tmp_path / "data", count=4)

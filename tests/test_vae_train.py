@@ -11,8 +11,8 @@ from safetensors import safe_open
 from humansd_core.errors import HumanSDError
 from humansd_core.models.checkpoint import build_models
 from humansd_core.models.configs import ModelConfig, UNetConfig, VAEConfig, tiny_config
-from humansd_core.training.modules import load_vae
-from humansd_core.training.vae_train import VAE_METADATA_KEY, VAETrainOptions, _batch, draw_pool, train_vae
+from humansd_core.training.run_models import load_vae
+from humansd_core.embedded.recipe.vae import VAE_METADATA_KEY, VAETrainOptions, _batch, draw_pool, train_vae
 
 VAE = VAEConfig(ch=32, ch_mult=(1, 1), num_res_blocks=1)  # factor 2: 32 px scenes, 16 px crops
 

@@ -1,25 +1,32 @@
-"""Files shipped inside the package, found relative to this module and checked.
+"""The files shipped inside the package, and the one loader that finds and checks them.
+
+This folder holds the data (``weights/`` with its ``SHA256SUMS``, ``poses/``,
+``presets/``, ``MODEL_CARD.md``) and this module finds them: the pose estimators
+(:mod:`humansd_core.pose`), the training loss (:mod:`humansd_core.training`) and the
+embedded model (:mod:`humansd_core.embedded`) all ask it, so it depends on nothing of
+theirs.
 
 Inside ComfyUI the package is not importable as ``humansd_core``: ComfyUI imports
 the pack folder under a name derived from its path, so ``humansd_core`` exists only
-as a sub-package of it. Every packaged file is therefore found from ``__file__``
+as a sub-package of it. Every packaged file is therefore found from this ``__file__``
 (never ``importlib.resources.files("humansd_core")``, which would fail there, or
 find a stale copy someone once installed into the same environment).
 
 Weights are listed with their SHA-256 in ``assets/weights/SHA256SUMS``;
 :func:`shipped_weights` returns a listed file after checking it is present, not a
-Git LFS pointer, and has the listed digest.
+Git LFS pointer, and has the listed digest. Whatever writes a weights file into the
+package (only the embedded model's recipe, :mod:`humansd_core.embedded.recipe`)
+records its new digest with :func:`record_if_shipped`.
 """
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from .errors import CheckpointError, HumanSDError, MissingWeightsError
-from .fileio import atomic_write_text
+from ..errors import CheckpointError, HumanSDError, MissingWeightsError
+from ..fileio import atomic_write_text
 
-PACKAGE_DIR = Path(__file__).parent
-ASSETS_DIR = PACKAGE_DIR / "assets"
+ASSETS_DIR = Path(__file__).parent
 WEIGHTS_DIR = ASSETS_DIR / "weights"
 POSES_DIR = ASSETS_DIR / "poses"
 PRESETS_DIR = ASSETS_DIR / "presets"
@@ -61,6 +68,15 @@ def record_digest(path: Path) -> str:
     kept = [line for line in lines if line.strip() and line.strip().partition("  ")[2] != path.name]
     atomic_write_text(sums, "".join(f"{line}\n" for line in [*kept, f"{digest}  {path.name}"]))
     return digest
+
+
+def record_if_shipped(path: str | Path) -> bool:
+    """Record ``path``'s digest in ``SHA256SUMS`` if it is a file of the package's ``weights/``; True if it is."""
+    path = Path(path)
+    if path.resolve().parent != WEIGHTS_DIR.resolve():
+        return False
+    record_digest(path)
+    return True
 
 
 def check_weights(path: str | Path, expected_sha256: str | None = None) -> Path:

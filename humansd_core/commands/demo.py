@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .. import embedded
+from ..assets import check_weights, shipped_digest, shipped_weights
 from ..errors import CheckpointError, HumanSDError
-from ..shipped_files import shipped_weights
 from .pose import write_png
 
 ZOOM = 2  # tiles are drawn at 2x the model's size
@@ -57,15 +57,15 @@ def _label(index: int, prompt: str, limit: int = 44) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..pipeline import HumanSDPipeline
-    from ..training.tiny_estimator import TinyHeatmapEstimator
+    from ..pose.mannequin_estimator import SHIPPED, TinyHeatmapEstimator
 
     began = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     default = args.model is None
-    model_path = embedded.check_weights(embedded.embedded_model_path() if default else args.model,
-                                        embedded.shipped_digest(embedded.MODEL_NAME) if default else None)
-    judge_path = shipped_weights("estimator_judge.safetensors")
+    model_path = check_weights(embedded.embedded_model_path() if default else args.model,
+                               shipped_digest(embedded.MODEL_NAME) if default else None)
+    judge_path = shipped_weights(SHIPPED["judge"])
     try:
         pipe = HumanSDPipeline.from_checkpoint(model_path)
     except HumanSDError as exc:

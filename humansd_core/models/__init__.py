@@ -22,6 +22,7 @@ _EXPORTS = {
     "init_from_sd21": "checkpoint",
     "load_models": "checkpoint",
     "named_config": "configs",
+    "read_checkpoint": "checkpoint",
     "read_metadata": "checkpoint",
     "read_state_dict": "checkpoint",
     "save_models": "checkpoint",

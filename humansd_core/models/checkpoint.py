@@ -7,7 +7,7 @@ Implementation lives in :mod:`.checkpoint_read` (safe file reading),
 """
 from __future__ import annotations
 
-from .checkpoint_read import TensorSource, open_tensors, read_metadata, read_state_dict
+from .checkpoint_read import TensorSource, open_tensors, read_checkpoint, read_metadata, read_state_dict
 from .checkpoint_tools import convert_checkpoint, init_from_sd21, random_state_dict, write_random_checkpoint
 from .model_io import (
     TEXT_PREFIX,
@@ -37,6 +37,7 @@ __all__ = [
     "load_models",
     "open_tensors",
     "random_state_dict",
+    "read_checkpoint",
     "read_metadata",
     "read_state_dict",
     "save_models",

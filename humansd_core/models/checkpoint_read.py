@@ -49,11 +49,25 @@ class TensorSource:
         raise NotImplementedError
 
 
-_SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+# The safetensors format's dtype names; None where this torch has no such dtype (fp8 before
+# torch 2.1, unsigned 16/32/64-bit before 2.3).
+_SAFETENSORS_DTYPES: dict[str, torch.dtype | None] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
+    "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U64": getattr(torch, "uint64", None), "U32": getattr(torch, "uint32", None),
+    "U16": getattr(torch, "uint16", None), "U8": torch.uint8, "BOOL": torch.bool,
 }
+
+
+def _safetensors_dtype(name: str, path: Path, key: str) -> torch.dtype:
+    """The torch dtype of a safetensors dtype name; ``CheckpointError`` saying so when it is not supported."""
+    dtype = _SAFETENSORS_DTYPES.get(name)
+    if dtype is None:
+        why = (f"which this torch {torch.__version__} does not have" if name in _SAFETENSORS_DTYPES
+               else f"not a dtype this reader supports ({', '.join(_SAFETENSORS_DTYPES)})")
+        raise CheckpointError(f"{path}: tensor {key!r}: dtype {name} not supported ({why})")
+    return dtype
 
 
 class _SafetensorsSource(TensorSource):
@@ -78,7 +92,7 @@ class _SafetensorsSource(TensorSource):
             self._data_start = 8 + header_len
             data_len = size - self._data_start
             for key, entry in header.items():
-                dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+                dtype = _safetensors_dtype(str(entry["dtype"]), path, key)
                 shape = tuple(int(n) for n in entry["shape"])
                 begin, end = (int(n) for n in entry["data_offsets"])
                 nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
@@ -210,16 +224,26 @@ def open_tensors(path: str | Path) -> Iterator[TensorSource]:
         source.close()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors or torch/Lightning checkpoint (``state_dict`` if nested).
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(state dict, metadata)`` of a model file, opened (and a ``.ckpt``'s pickle parsed) once.
 
-    Never executes pickled code. Tensors keep the file's dtype, on the CPU.
+    The state dict is every tensor of a safetensors or torch/Lightning checkpoint
+    (``state_dict`` if nested), in the file's dtype, on the CPU; never executes pickled
+    code. The metadata is a safetensors file's ``__metadata__`` (``{}`` for torch files).
     """
     with open_tensors(path) as source:
-        return {key: source.get(key) for key in source.shapes}
+        return {key: source.get(key) for key in source.shapes}, dict(source.metadata)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a model file (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path)[0]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """A safetensors file's ``__metadata__`` (``{}`` for torch checkpoints)."""
+    """A safetensors file's ``__metadata__``; ``{}`` for torch checkpoints, whose pickle is then not read at all."""
+    path = Path(path)
+    if _sniff(path) != "safetensors":
+        return {}
     with open_tensors(path) as source:
         return dict(source.metadata)

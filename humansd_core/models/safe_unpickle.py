@@ -10,9 +10,10 @@ running any of its code:
   :class:`LazyTensor` (storage key, dtype, offset, size, stride) and read nothing;
 * plain containers (``collections.OrderedDict``, ``set``, ``frozenset``) and torch
   dtypes / storage-type markers are resolved to harmless values;
-* every other global becomes an inert :class:`Placeholder` subclass: "calling" it,
-  ``__new__``/``__setstate__``/appends/item assignment only record arguments. A payload
-  such as ``os.system`` reduces to a placeholder instance, never a call.
+* every other global becomes inert: the one restricted unpickler
+  (:mod:`humansd_core.restricted_pickle`) with the policy ``"inert"`` turns it into a
+  :class:`~humansd_core.restricted_pickle.Placeholder` that only records arguments. A
+  payload such as ``os.system`` reduces to a placeholder instance, never a call.
 
 Only the storages of tensors actually requested are read from the zip, one at a
 time, so optimiser state and EMA copies cost nothing.
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..restricted_pickle import RestrictedUnpickler
 from .tensor_stream import TensorStreamer, fill, zip_member
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
@@ -76,44 +78,6 @@ class LazyTensor:
         return torch.Size(self.size)
 
 
-class Placeholder:
-    """Inert stand-in for any class or function the checkpoint names.
-
-    Subclasses are created per global (``module``/``name`` recorded); instances only
-    store what the pickle hands them, and "calling" one yields another inert instance.
-    """
-
-    module = ""
-    name = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-        self.kwargs = kwargs
-        self.state: Any = None
-        self.items: list[Any] = []
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Placeholder:  # noqa: ARG003 - pickle passes NEWOBJ args
-        return super().__new__(cls)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Placeholder:
-        return type(self)(*args, **kwargs)
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def append(self, item: Any) -> None:
-        self.items.append(item)
-
-    def extend(self, items: Any) -> None:
-        self.items.extend(items)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items.append((key, value))
-
-    def __repr__(self) -> str:
-        return f"<inert {self.module}.{self.name}>"
-
-
 def _rebuild_tensor_v2(storage: StorageRef, offset: int, size: Any, stride: Any, *_: Any) -> LazyTensor:
     return LazyTensor(storage, int(offset), tuple(size), tuple(stride), storage.dtype)
 
@@ -143,23 +107,22 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any) -> None:
-        super().__init__(file)
-        self._placeholders: dict[tuple[str, str], type[Placeholder]] = {}
+def _torch_global(module: str, name: str) -> Any:
+    """What a torch checkpoint's pickle may name: our rebuild functions, containers, dtypes; else None."""
+    if (module, name) in _ALLOWED:
+        return _ALLOWED[module, name]
+    if module == "torch" and name in _STORAGE_DTYPES:
+        return _STORAGE_DTYPES[name]
+    if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+        return getattr(torch, name)
+    return None
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[module, name]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        if (module, name) not in self._placeholders:
-            self._placeholders[module, name] = type(
-                f"Inert_{name}", (Placeholder,), {"module": module, "name": name}
-            )
-        return self._placeholders[module, name]
+
+class _CheckpointUnpickler(RestrictedUnpickler):
+    """The restricted unpickler with the inert policy, reading storages as :class:`StorageRef`."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, _torch_global, unknown="inert")
 
     def persistent_load(self, pid: Any) -> StorageRef:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -189,7 +152,7 @@ class LazyZipCheckpoint:
             if byteorder in names and self._zip.read(byteorder).strip() != b"little":
                 raise CheckpointError(f"{self.path}: big-endian checkpoints are not supported")
             with self._zip.open(pickles[0]) as handle:
-                self.obj = _RestrictedUnpickler(handle).load()
+                self.obj = _CheckpointUnpickler(handle).load()
             self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except CheckpointError:
             self.close()

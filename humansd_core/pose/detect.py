@@ -1,4 +1,4 @@
-"""Detect body poses in photos with the OpenPose body network (CMU, 18 parts).
+"""Detect body poses in photos with the OpenPose body network (CMU, 18 parts), and read its heatmaps.
 
 The network is controlnet-aux's ``bodypose_model`` (≈52 M parameters), the one
 ControlNet's and comfyui_controlnet_aux's OpenPose preprocessors run, with the
@@ -263,3 +263,21 @@ class OpenPoseBodyDetector:
         kp[..., 1] = np.where(found, (kp[..., 1] + 0.5) * (height / in_h) - 0.5, 0.0)
         logger.debug("detected %d people in a %dx%d image", len(kp), width, height)
         return PoseSet(kp, width, height, scores)
+
+
+class OpenPoseHeatmapEstimator:
+    """The OpenPose body network as a :class:`~.heatmaps.HeatmapEstimator`: its 17 COCO joint maps
+    (stride 8: ``h = ⌈H/8⌉``). The reference used HigherHRNet-w48 (MMPose), which is not available here."""
+
+    needs_images = True
+
+    def __init__(self, detector: OpenPoseBodyDetector) -> None:
+        self.detector = detector
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> OpenPoseHeatmapEstimator:
+        """Load ``body_pose_model.pth`` (see :func:`find_openpose_weights`)."""
+        return cls(OpenPoseBodyDetector.from_file(path, device=device))
+
+    def __call__(self, images: torch.Tensor, poses: Sequence[PoseSet] | None = None) -> torch.Tensor:
+        return self.detector.heatmaps(images).to(images.device)

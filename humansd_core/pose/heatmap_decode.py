@@ -1,27 +1,22 @@
-"""Read keypoints from joint heatmaps and score them: PCK and OKS.
+"""The one heatmap → keypoint decoder: joints read from heatmaps, top-down inside given boxes.
 
 Decoding is *top-down with given boxes*: for each box (normally the condition
 person's joint box, grown by :data:`BOX_MARGIN`), each joint is the arg-max of its
 heatmap over the cells whose centres lie inside the box, refined to sub-cell
 precision by a parabola through the log-heatmap at the peak and its two
 neighbours, per axis (offset clipped to ±0.5 cell). Without boxes the whole map is
-one person. The peak value is the joint's confidence.
-
-PCK@α: a joint is correct when its distance to the reference joint is at most
-``α × d``, ``d`` the **diagonal of the reference person's joint box** (visible
-joints). OKS comes from :mod:`humansd_core.pose.metrics` (COCO sigmas).
+one person. The peak value is the joint's confidence. Cells and pixels follow the
+convention of :mod:`.heatmaps` (a cell centre at canvas pixel ``(j + 0.5)·s − 0.5``).
+The mannequin detector (:mod:`.mannequin_detect`) and the embedded model's evaluation
+read keypoints this way.
 """
 from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import HumanSDError
-from ..pose.keypoints import NUM_KEYPOINTS, PoseSet
-from ..pose.metrics import pose_agreement
+from .keypoints import NUM_KEYPOINTS, PoseSet
 
 BOX_MARGIN = 0.15  # each side, as a fraction of the box's longer side
 
@@ -90,51 +85,3 @@ def keypoints_from_heatmaps(heatmaps: torch.Tensor, canvas_width: int, canvas_he
         people[p, :, 1] = (((iy + dy) + 0.5) * sy - 0.5).numpy()
         people[p, :, 2] = peak.clamp(0, 1).numpy()
     return PoseSet(people, canvas_width, canvas_height)
-
-
-def pck(predicted: PoseSet, reference: PoseSet, alpha: float = 0.1) -> tuple[int, int]:
-    """``(correct, total)`` joints of ``predicted`` person ``i`` against ``reference`` person ``i``.
-
-    Only reference joints with confidence > 0 count; the tolerance is ``alpha`` × the
-    diagonal of the reference person's box around its visible joints.
-    """
-    if predicted.num_people != reference.num_people:
-        raise HumanSDError(f"pck: {predicted.num_people} predicted people for {reference.num_people} reference people")
-    correct = total = 0
-    for pred, ref in zip(predicted.keypoints, reference.keypoints):
-        visible = ref[:, 2] > 0
-        if not visible.any():
-            continue
-        pts = ref[visible, :2]
-        diagonal = float(np.hypot(*(pts.max(0) - pts.min(0))))
-        dist = np.hypot(*(pred[visible, :2] - pts).T)
-        correct += int((dist <= alpha * max(diagonal, 1.0)).sum())
-        total += int(visible.sum())
-    return correct, total
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """PCK@α over all joints and mean OKS over all people of a set of images."""
-
-    pck: float
-    oks: float
-    joints: int
-    people: int
-
-
-def pose_accuracy(estimator, images: torch.Tensor, references: Sequence[PoseSet], alpha: float = 0.1,
-                  batch_size: int = 32) -> Accuracy:
-    """Score ``estimator`` on ``images [N,3,H,W]`` in ``[0,1]`` against ``references`` (boxes from them)."""
-    if len(images) != len(references):
-        raise HumanSDError(f"pose_accuracy: {len(images)} images for {len(references)} poses")
-    correct = total = 0
-    oks: list[float] = []
-    for start in range(0, len(images), batch_size):
-        heat = estimator(images[start:start + batch_size])
-        for maps, ref in zip(heat, references[start:start + batch_size]):
-            pred = keypoints_from_heatmaps(maps, ref.canvas_width, ref.canvas_height, person_boxes(ref))
-            c, t = pck(pred, ref, alpha)
-            correct, total = correct + c, total + t
-            oks.extend(pose_agreement(ref, pred, threshold=0.0).per_person)
-    return Accuracy(correct / max(total, 1), float(np.mean(oks)) if oks else 0.0, total, len(oks))

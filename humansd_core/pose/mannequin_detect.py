@@ -1,12 +1,12 @@
 """Read poses of the synthetic mannequins with the bundled tiny heatmap estimators.
 
 The pack ships two tiny estimators trained on its synthetic mannequin scenes
-(:func:`humansd_core.training.tiny_estimator.shipped_estimator`); the *judge* (a
+(:func:`.mannequin_estimator.shipped_estimator`); the *judge* (a
 small U-Net) is the one used here. They know nothing but those figures: on real
 photos their output is meaningless (use the OpenPose detector, :mod:`.detect`).
 
 Two ways to read people from an image's heatmaps
-(:func:`humansd_core.training.tiny_estimator_eval.keypoints_from_heatmaps`):
+(:func:`.heatmap_decode.keypoints_from_heatmaps`, the one decoder):
 
 * without boxes, the whole image is **one person**: each joint at its heatmap's
   strongest response anywhere;
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from ..errors import HumanSDError
-from ..training.tiny_estimator import TinyHeatmapEstimator, shipped_estimator
-from ..training.tiny_estimator_eval import keypoints_from_heatmaps, person_boxes
+from .heatmap_decode import keypoints_from_heatmaps, person_boxes
 from .keypoints import PoseSet
+from .mannequin_estimator import TinyHeatmapEstimator, shipped_estimator
 from .metrics import PoseAgreement, pose_agreement
 
 DEFAULT_MIN_CONFIDENCE = 0.1
@@ -62,7 +62,7 @@ def _as_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def condition_boxes(condition: PoseSet, threshold: float = 0.05) -> np.ndarray:
     """``[P, 4]`` ``(x0, y0, x1, y1)`` around each condition person with a joint above ``threshold``
     (people without one are left out, as :func:`~.metrics.pose_agreement` leaves them out),
-    grown by :data:`~humansd_core.training.tiny_estimator_eval.BOX_MARGIN`."""
+    grown by :data:`~.heatmap_decode.BOX_MARGIN`."""
     boxes = person_boxes(condition, threshold=threshold)
     return boxes[(condition.keypoints[..., 2] > threshold).any(axis=1)]
 

@@ -1,7 +1,7 @@
-"""Two tiny heatmap pose estimators trained on synthetic mannequins, and how to read them.
+"""Two tiny heatmap pose estimators trained on synthetic mannequins: the networks and their files.
 
 Both map RGB images ``[B,3,H,W]`` in ``[0,1]`` to COCO-17 joint heatmaps
-``[B,17,h,w]`` in ``[0,1]`` (a :class:`~.estimators.HeatmapEstimator`), with
+``[B,17,h,w]`` in ``[0,1]`` (a :class:`~.heatmaps.HeatmapEstimator`), with
 different architectures so that one can shape a training loss and the other judge
 the result:
 
@@ -14,11 +14,9 @@ Each network works at a fixed ``input_size`` (longer image side); the wrapper
 resizes any input to it, so heatmaps come at ``input_size / stride`` whatever the
 image size. Weights are safetensors files with the :class:`EstimatorConfig` as
 JSON in the metadata key ``"humansd_estimator"``; the two trained ones ship in
-``humansd_core/assets/weights/`` (see :func:`shipped_estimator`).
-
-Heatmap cell ``j`` covers canvas pixels ``[j·s, (j+1)·s)`` (``s`` = canvas size /
-heatmap size); keypoint pixel coordinates follow OpenCV (pixel ``i``'s centre is at
-``i``), so a joint at ``x`` peaks at cell coordinate ``(x + 0.5)/s − 0.5``.
+``humansd_core/assets/weights/`` (see :func:`shipped_estimator`; how they were
+trained: :mod:`humansd_core.embedded.recipe.estimators`). Heatmap cells follow the
+convention of :mod:`.heatmaps`.
 """
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +33,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..assets import shipped_weights
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
-from ..pose.keypoints import NUM_KEYPOINTS, PoseSet
-from ..shipped_files import shipped_weights
+from .keypoints import NUM_KEYPOINTS, PoseSet
 
 METADATA_KEY = "humansd_estimator"
-SHIPPED = {"loss": "estimator_loss.safetensors", "judge": "estimator_judge.safetensors"}
+Architecture = Literal["strided", "unet"]
+Role = Literal["loss", "judge"]
+SHIPPED: dict[Role, str] = {"loss": "estimator_loss.safetensors", "judge": "estimator_judge.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,12 @@ class EstimatorConfig:
     the network runs at (multiple of 16).
     """
 
-    arch: Literal["strided", "unet"] = "strided"
+    arch: Architecture = "strided"
     width: int = 16
     input_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.arch not in ("strided", "unet") or self.width < 1 or self.input_size < 16 or self.input_size % 16:
+        if self.arch not in get_args(Architecture) or self.width < 1 or self.input_size < 16 or self.input_size % 16:
             raise HumanSDError(f"estimator config: unsupported {self!r} (arch strided/unet, width >= 1, "
                                f"input_size a multiple of 16)")
 
@@ -135,7 +135,7 @@ def build_network(config: EstimatorConfig) -> nn.Module:
 
 
 class TinyHeatmapEstimator:
-    """A :class:`~.estimators.HeatmapEstimator` over a tiny network (eval mode, no grad).
+    """A :class:`~.heatmaps.HeatmapEstimator` over a tiny network (eval mode, no grad).
 
     ``estimator(images [B,3,H,W] in [0,1]) -> heatmaps [B,17,h,w]`` in ``[0,1]``,
     ``h, w`` = the image resized to ``input_size`` (longer side, multiples of 16)
@@ -193,7 +193,7 @@ class TinyHeatmapEstimator:
         return torch.sigmoid(self.network(x)).to(images.device)
 
 
-def shipped_estimator(role: Literal["loss", "judge"], device: str | torch.device = "cpu") -> TinyHeatmapEstimator:
+def shipped_estimator(role: Role, device: str | torch.device = "cpu") -> TinyHeatmapEstimator:
     """The bundled estimator for ``role``: ``"loss"`` (strided net) or ``"judge"`` (U-Net)."""
     if role not in SHIPPED:
         raise HumanSDError(f"estimator role: expected one of {sorted(SHIPPED)}, got {role!r}")

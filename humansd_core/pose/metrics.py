@@ -1,4 +1,4 @@
-"""Pose agreement: how well the people found in an image match the pose condition.
+"""Pose agreement: how well the people found in an image match the pose condition (OKS, PCK).
 
 COCO object keypoint similarity (OKS) between a condition person ``g`` and a
 detected person ``d``::
@@ -10,6 +10,10 @@ person's area in pixels². The condition comes without segmentation, so ``area``
 the area of the box around its visible joints (at least 1 px²). A joint the
 detector did not find counts as a miss (term 0). People are paired greedily by OKS
 (best pair first, each person used once); a condition person left unpaired scores 0.
+
+PCK@α (:func:`pck`, for people already paired by index): a joint is correct when its
+distance to the reference joint is at most ``α × d``, ``d`` the **diagonal of the
+reference person's joint box** (visible joints).
 """
 from __future__ import annotations
 
@@ -126,3 +130,24 @@ def pose_agreement(condition: PoseSet, detected: PoseSet, threshold: float = 0.0
             oks[g, :] = -1.0
             oks[:, d] = -1.0
     return PoseAgreement(tuple(float(s) for s in scores), int(gt.shape[0]), int(dt.shape[0]))
+
+
+def pck(predicted: PoseSet, reference: PoseSet, alpha: float = 0.1) -> tuple[int, int]:
+    """``(correct, total)`` joints of ``predicted`` person ``i`` against ``reference`` person ``i``.
+
+    Only reference joints with confidence > 0 count; the tolerance is ``alpha`` × the
+    diagonal of the reference person's box around its visible joints.
+    """
+    if predicted.num_people != reference.num_people:
+        raise HumanSDError(f"pck: {predicted.num_people} predicted people for {reference.num_people} reference people")
+    correct = total = 0
+    for pred, ref in zip(predicted.keypoints, reference.keypoints):
+        visible = ref[:, 2] > 0
+        if not visible.any():
+            continue
+        pts = ref[visible, :2]
+        diagonal = float(np.hypot(*(pts.max(0) - pts.min(0))))
+        dist = np.hypot(*(pred[visible, :2] - pts).T)
+        correct += int((dist <= alpha * max(diagonal, 1.0)).sum())
+        total += int(visible.sum())
+    return correct, total

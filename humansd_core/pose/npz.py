@@ -7,10 +7,10 @@ style ``keypoints [17, 2]`` + ``keypoint_scores [17]`` is accepted too). A plain
 numeric ``[P, 17, 3]`` array also works. The files carry no canvas size: it comes
 from the caller, else the smallest canvas holding the points.
 
-Object arrays are unpickled with :class:`RestrictedUnpickler`, whose
-``find_class`` admits only the numpy names an array pickle needs (array and
-scalar reconstruction, dtypes); anything else (``os.system``, ``builtins.eval``,
-...) stops the load with :class:`PoseFormatError` before it can run.
+Object arrays are unpickled by :class:`~humansd_core.restricted_pickle.RestrictedUnpickler`
+with the policy ``"refuse"``: it admits only the numpy names an array pickle needs
+(array and scalar reconstruction, dtypes); anything else (``os.system``,
+``builtins.eval``, ...) stops the load with :class:`PoseFormatError` before it can run.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PoseFormatError
+from ..restricted_pickle import RestrictedUnpickler
 from .formats_common import check_canvas_arg, check_confidences, check_extent, clear_missing, infer_canvas, to_float
 from .keypoints import PoseSet
 
@@ -48,16 +49,14 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for numpy array pickles only: lists, dicts, numbers, arrays, dtypes."""
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_encode
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refused to load global {module}.{name}")
-        real_module = module.replace("numpy.core.", "numpy._core.") if hasattr(np, "_core") else module
-        return getattr(importlib.import_module(real_module), name)
+def _numpy_global(module: str, name: str) -> object | None:
+    """The numpy global an array pickle names, if it is one of :data:`_ALLOWED_GLOBALS`; else None."""
+    if (module, name) == ("_codecs", "encode"):
+        return _latin1_encode
+    if (module, name) not in _ALLOWED_GLOBALS:
+        return None
+    real_module = module.replace("numpy.core.", "numpy._core.") if hasattr(np, "_core") else module
+    return getattr(importlib.import_module(real_module), name)
 
 
 def _read_npy(data: bytes, source: str) -> object:
@@ -71,7 +70,7 @@ def _read_npy(data: bytes, source: str) -> object:
         raise PoseFormatError(f"{source}: not a valid .npy member ({exc})") from None
     if dtype.hasobject:
         try:
-            return RestrictedUnpickler(stream).load()
+            return RestrictedUnpickler(stream, _numpy_global, unknown="refuse").load()
         except Exception as exc:  # noqa: BLE001 - any failure of an untrusted pickle is a format error
             raise PoseFormatError(f"{source}: unsafe or corrupt pickled content: {exc}") from None
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1

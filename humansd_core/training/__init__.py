@@ -1,22 +1,21 @@
-"""Training parts: the heatmap-guided loss, heatmap estimators, latent decoders, the distilled net, LoRA."""
+"""Fine-tuning HumanSD: the heatmap-guided loss (latent decoders, the distilled loss net), LoRA, data, the trainer.
+
+The pose estimators the loss reads come from :mod:`humansd_core.pose`; the embedded demo
+model's own recipe (its VAE, estimators, distillation) is :mod:`humansd_core.embedded.recipe`.
+"""
 from __future__ import annotations
 
-from .decoders import (
-    FullVAEDecoder,
-    LinearLatentDecoder,
-    ReducedVAEDecoder,
-    fit_linear_decoder,
-)
-from .distilled import (
+from .distilled_heatmaps import (
     DistilledHeatmapEstimator,
     fit_distilled_estimator,
     shipped_distilled,
     teacher_heatmaps,
 )
-from .estimators import (
-    HeatmapEstimator,
-    KeypointGaussianEstimator,
-    OpenPoseHeatmapEstimator,
+from .latent_decoders import (
+    FullVAEDecoder,
+    LinearLatentDecoder,
+    ReducedVAEDecoder,
+    fit_linear_decoder,
 )
 from .lora import (
     LoRAConfig,
@@ -34,8 +33,8 @@ from .loss import (
 )
 
 __all__ = [
-    "DistilledHeatmapEstimator", "FullVAEDecoder", "HeatmapEstimator", "HeatmapGuidedLoss", "HeatmapLossConfig",
-    "KeypointGaussianEstimator", "LinearLatentDecoder", "LoRAConfig", "LossDiagnostics", "OpenPoseHeatmapEstimator",
-    "ReducedVAEDecoder", "TimestepBinStats", "apply_lora", "fit_distilled_estimator", "fit_linear_decoder",
-    "load_lora", "lora_parameters", "merge_lora", "save_lora", "shipped_distilled", "teacher_heatmaps",
+    "DistilledHeatmapEstimator", "FullVAEDecoder", "HeatmapGuidedLoss", "HeatmapLossConfig", "LinearLatentDecoder",
+    "LoRAConfig", "LossDiagnostics", "ReducedVAEDecoder", "TimestepBinStats", "apply_lora", "fit_distilled_estimator",
+    "fit_linear_decoder", "load_lora", "lora_parameters", "merge_lora", "save_lora", "shipped_distilled",
+    "teacher_heatmaps",
 ]

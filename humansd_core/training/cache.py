@@ -7,10 +7,10 @@ and a stale entry is never read:
 * latents (``<dir>/latents/<hash>.safetensors``): ``mean``/``logvar`` ``[4, h, w]``
   (the VAE posterior of the centre-cropped, optionally flipped image, unscaled) and
   ``pose_latent`` ``[4, h, w]`` (``encode(skeleton·2−1).mean × scale_factor``);
-  the hash covers the sample's :meth:`~.data.Record.identity`, bucket, flip, skeleton
-  threshold and the VAE's weights.
+  the hash covers the sample's :meth:`~.dataset.Record.identity`, bucket, flip, skeleton
+  threshold and the VAE's weights and dtype (:func:`weights_fingerprint`).
 * text (``<dir>/text/<hash>.safetensors``): ``context`` ``[77, C]`` of one caption;
-  the hash covers the caption and the text tower's weights.
+  the hash covers the caption and the text tower's weights and dtype.
 
 Only the writer (rank 0) writes; other ranks read after a barrier.
 """
@@ -28,17 +28,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..fileio import atomic_write_with
+from ..models.weights_digest import weights_digest
 from ..pose.render import render_skeleton
 from .augment import apply_to_image, apply_to_pose
-from .data import TrainingDataset
-from .lora import base_weights_hash
+from .dataset import TrainingDataset
 
 logger = logging.getLogger(__name__)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
-    """SHA-256 over a module's weights (names, shapes, dtypes, bytes)."""
-    return base_weights_hash(module)
+    """What a cache entry computed by ``module`` depends on: its weights' identity and the dtype it ran in."""
+    dtype = next(module.parameters()).dtype
+    return f"{weights_digest(module)}-{str(dtype).removeprefix('torch.')}"
 
 
 def _digest(payload: object) -> str:

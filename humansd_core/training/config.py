@@ -28,21 +28,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import HumanSDError
+from ..tomlfile import TOMLDecodeError, parse_toml
 from .lora import DEFAULT_TARGETS
+from .loss import DEFAULT_ESTIMATOR_SCALE, DecoderName, LossMode, MaskToLatent
+from .lr_schedule import Schedule
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-DTYPE_NAMES = ("fp32", "fp16", "bf16")
+DtypeName = Literal["fp32", "fp16", "bf16"]
 
 
 def _opt(default: Any, help_text: str) -> Any:
@@ -57,7 +54,7 @@ class ModelOptions:
     base: str = _opt("", "HumanSD or SD2.1 checkpoint; empty: fresh weights of `init_config`")
     init_config: str = _opt("tiny", "named config (tiny, sd21_humansd) or a JSON file; used without `base`")
     vae: str = _opt("", "take the (frozen) VAE from this checkpoint instead of the base's")
-    mode: str = _opt("lora", "lora | full")
+    mode: Literal["lora", "full"] = _opt("lora", "lora | full")
     train_text_encoder: bool = _opt(False, "full mode only: train the text tower with the UNet")
     lora_rank: int = _opt(8, "LoRA rank")
     lora_alpha: float = _opt(0.0, "0: equal to the rank (scale 1)")
@@ -65,7 +62,7 @@ class ModelOptions:
                               metadata={"help": "regular expressions of UNet module names to adapt"})
     lora_input_conv: bool = _opt(False, "also adapt the 8-channel input conv")
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward (less memory)")
-    frozen_dtype: str = _opt("fp32", "dtype of frozen weights (VAE, text tower, the UNet under LoRA)")
+    frozen_dtype: DtypeName = _opt("fp32", "dtype of frozen weights (VAE, text tower, the UNet under LoRA)")
     device: str = _opt("", "empty: cuda:<local rank> when available, else cpu")
     cpu_threads: int = _opt(0, "torch intra-op CPU threads (0: torch's default); 1 is fastest for tiny models")
 
@@ -87,7 +84,7 @@ class DataOptions:
     pose_threshold: float = _opt(0.05, "keypoints drawn in the skeleton image: confidence > this")
     max_people: int = _opt(10, "first N people of each pose (the reference's limit)")
     detector_weights: str = _opt("", "OpenPose body_pose_model.pth: detect poses of images without a pose file")
-    cache: str = _opt("latents", "none | pixels (decoded images in memory) | latents (VAE latents, on disk)")
+    cache: Literal["none", "pixels", "latents"] = _opt("latents", "none | pixels (decoded images in memory) | latents (VAE latents, on disk)")
     cache_text: bool = _opt(True, "cache text embeddings (ignored when the text tower trains)")
     cache_dir: str = _opt("", "empty: <output>/cache")
     vae_sample: bool = _opt(False, "sample the VAE posterior instead of taking its mean")
@@ -107,10 +104,10 @@ class OptimOptions:
     adam_beta2: float = _opt(0.999, "AdamW beta2")
     adam_eps: float = _opt(1e-8, "AdamW epsilon")
     warmup_steps: int = _opt(0, "linear LR warmup steps")
-    lr_schedule: str = _opt("cosine", "cosine | constant (after the linear warmup)")
+    lr_schedule: Schedule = _opt("cosine", "cosine | constant (after the linear warmup)")
     min_lr_ratio: float = _opt(0.0, "cosine floor as a fraction of lr")
     max_grad_norm: float = _opt(1.0, "0: no clipping")
-    precision: str = _opt("fp32", "fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)")
+    precision: DtypeName = _opt("fp32", "fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)")
     ema_decay: float = _opt(0.0, "0: no EMA; else e.g. 0.999 (outputs then hold the EMA weights)")
     seed: int = _opt(0, "seed of data order, augmentation, noise and fresh weights")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms")
@@ -120,17 +117,17 @@ class OptimOptions:
 class LossOptions:
     """The denoising loss (see :mod:`humansd_core.training.loss`)."""
 
-    loss: str = _opt("heatmap", "heatmap (HumanSD's heatmap-guided loss) | plain (MSE)")
-    heatmap_mode: str = _opt("paper", "paper | reference")
+    loss: Literal["heatmap", "plain"] = _opt("heatmap", "heatmap (HumanSD's heatmap-guided loss) | plain (MSE)")
+    heatmap_mode: LossMode = _opt("paper", "paper | reference")
     heatmap_weight: float = _opt(0.1, "w in the weight 1 + w·mask (the reference's pose_loss_weight)")
     heatmap_threshold: float = _opt(0.05, "heatmap level counted as a joint (estimate_thresh)")
-    heatmap_decoder: str = _opt("distilled", "distilled (a small net on the latent, distilled from the full "
+    heatmap_decoder: DecoderName = _opt("distilled", "distilled (a small net on the latent, distilled from the full "
                                              "path) | full | reduced | linear")
-    mask_to_latent: str = _opt("area", "area | vae")
-    estimator: str = _opt("gaussian", "gaussian (keypoints of the sample's own pose) | openpose | tiny "
+    mask_to_latent: MaskToLatent = _opt("area", "area | vae")
+    estimator: Literal["gaussian", "openpose", "tiny"] = _opt("gaussian", "gaussian (keypoints of the sample's own pose) | openpose | tiny "
                                       "(the bundled mannequin estimator, or estimator_weights)")
     estimator_weights: str = _opt("", "openpose: body_pose_model.pth; tiny: a tiny estimator file (optional)")
-    estimator_scale: float = _opt(0.25, "estimator input size as a fraction of the training image (paper mode)")
+    estimator_scale: float = _opt(DEFAULT_ESTIMATOR_SCALE, "estimator input size as a fraction of the training image (paper mode)")
     refresh_every: int = _opt(1, "recompute the loss mask every k steps (paper mode)")
     distilled_weights: str = _opt("", "heatmap_decoder = distilled: a distilled net file; empty: the bundled one "
                                       "when it was distilled from this VAE and estimator, else fit on the run's "
@@ -153,7 +150,7 @@ class OutputOptions:
     sample_steps: int = _opt(10, "DDIM steps of each sample")
     sample_cfg: float = _opt(5.0, "guidance scale of the samples")
     log_every: int = _opt(10, "loss log line every N steps")
-    save_dtype: str = _opt("fp16", "dtype of the exported weights")
+    save_dtype: DtypeName = _opt("fp16", "dtype of the exported weights")
     progress: bool = _opt(True, "tqdm progress bar (rank 0)")
 
 
@@ -162,19 +159,16 @@ SECTIONS: dict[str, type] = {
 }
 PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir", "estimator_weights",
                          "distilled_weights", "output"})
-CHOICES: dict[str, tuple[str, ...]] = {
-    "mode": ("lora", "full"), "frozen_dtype": DTYPE_NAMES, "cache": ("none", "pixels", "latents"),
-    "lr_schedule": ("cosine", "constant"), "precision": DTYPE_NAMES, "loss": ("heatmap", "plain"),
-    "heatmap_mode": ("paper", "reference"), "heatmap_decoder": ("distilled", "full", "reduced", "linear"),
-    "mask_to_latent": ("area", "vae"), "estimator": ("gaussian", "openpose", "tiny"), "save_dtype": DTYPE_NAMES,
-}
-
-
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+# Options with a fixed set of values: the values of their ``Literal`` annotations.
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: typing.get_args(hint) for cls in SECTIONS.values() for f in dataclasses.fields(cls)
+    if typing.get_origin(hint := _field_types(cls)[f.name]) is Literal
+}
 
 
 @dataclass
@@ -215,10 +209,10 @@ class TrainConfig:
         """Read a TOML file; relative paths in it are relative to its folder."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = parse_toml(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise HumanSDError(f"{path}: cannot read the config file ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
+        except TOMLDecodeError as exc:
             raise HumanSDError(f"{path}: invalid TOML: {exc}") from None
         return cls.from_dict(data, str(path), path.parent)
 
@@ -268,6 +262,8 @@ class TrainConfig:
 
 def _coerce(key: str, value: Any, expected: Any, source: str) -> Any:
     origin = typing.get_origin(expected)
+    if origin is Literal:  # the value's type here; whether it is one of the choices, in validate()
+        expected = str
     if origin is list:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise HumanSDError(f"{source}: option {key} must be a list of strings, got {value!r}")

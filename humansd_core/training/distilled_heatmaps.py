@@ -16,14 +16,13 @@ see (``ε̂ − ε`` of the model being trained, at training timesteps) against 
 teacher's heatmaps (:func:`teacher_heatmaps`: full VAE decode, the estimator at full
 image size, the maps resized to latent size), with binary cross-entropy on the soft
 heatmaps. Weights are safetensors with the :class:`DistilledConfig` and what it was
-distilled from (hashes of the VAE decoder and of the estimator) in the metadata.
+distilled from (:func:`~humansd_core.models.weights_digest.weights_digest` of the VAE
+decoder and of the estimator's network) in the metadata.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,11 +33,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..assets import shipped_weights
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
-from ..shipped_files import shipped_weights
-from .decoders import FullVAEDecoder
-from .estimators import HeatmapEstimator
+from ..models.weights_digest import weights_digest
+from ..pose.heatmaps import HeatmapEstimator
+from .latent_decoders import FullVAEDecoder
+from .lr_schedule import lr_factor
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class DistilledHeatmapEstimator:
     """``estimator(latents [B,C,h,w]) -> heatmaps [B,K,h,w]`` in ``[0,1]`` (eval mode, no grad, fp32).
 
     ``source``: what it was distilled from (``{"vae": sha256, "estimator": sha256}``,
-    see :func:`module_digest`), so a caller can tell whether it fits its models.
+    see :func:`distillation_source`), so a caller can tell whether it fits its models.
     """
 
     def __init__(self, network: LatentHeatmapNet, config: DistilledConfig, source: dict[str, str] | None = None
@@ -165,29 +166,21 @@ def shipped_distilled(device: str | torch.device = "cpu") -> DistilledHeatmapEst
     return DistilledHeatmapEstimator.from_file(shipped_weights(SHIPPED), device)
 
 
-def module_digest(module: object) -> str:
-    """SHA-256 over a module's state dict (names, shapes, values as fp16); ``""`` for objects without one.
-
-    For an estimator wrapper, its ``network`` or ``detector`` is hashed. Values are
-    hashed in fp16 so that fp16 weights loaded as fp32 (or back) hash alike.
-    """
-    for attr in ("network", "detector"):
-        module = getattr(module, attr, module)
-    state = getattr(module, "state_dict", None)
-    if state is None:
-        return ""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().half().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def _network(estimator: object) -> nn.Module | None:
+    """The torch network behind an estimator wrapper (an OpenPose detector's or a tiny estimator's), if any."""
+    for attr in ("detector", "network"):
+        estimator = getattr(estimator, attr, estimator)
+    return estimator if isinstance(estimator, nn.Module) else None
 
 
 def distillation_source(vae: nn.Module, estimator: HeatmapEstimator) -> dict[str, str]:
-    """``{"vae": digest of the VAE's decoder side, "estimator": digest}``: what a student is tied to."""
-    decoder = getattr(vae, "decoder", vae)
-    return {"vae": module_digest(decoder), "estimator": module_digest(estimator)}
+    """``{"vae": digest of the VAE's decoder side, "estimator": digest of its network}``: what a student is tied to.
+
+    Digests are :func:`~humansd_core.models.weights_digest.weights_digest`; an estimator
+    without a network (the keypoint Gaussians) gives ``""``.
+    """
+    network = _network(estimator)
+    return {"vae": weights_digest(getattr(vae, "decoder", vae)), "estimator": weights_digest(network) if network else ""}
 
 
 @torch.no_grad()
@@ -219,8 +212,8 @@ def fit_distilled_estimator(latents: torch.Tensor, targets: torch.Tensor, config
                             source: dict[str, str] | None = None) -> DistilledHeatmapEstimator:
     """Train a :class:`LatentHeatmapNet` to map ``latents [N,C,h,w]`` to ``targets [N,K,h,w]`` (teacher heatmaps).
 
-    Adam with a cosine-decayed ``lr``, ``steps`` minibatches of ``batch_size`` drawn
-    with replacement (``seed``), binary cross-entropy against the soft maps. Runs on
+    Adam with a cosine-decayed ``lr`` (:func:`~.lr_schedule.lr_factor`, no warm-up), ``steps``
+    minibatches of ``batch_size`` drawn with replacement (``seed``), binary cross-entropy against the soft maps. Runs on
     the latents' device; gradients are enabled inside even if the caller disabled them.
     ``config``: default :class:`DistilledConfig` with ``C`` and ``K`` taken from the data.
     """
@@ -245,7 +238,7 @@ def fit_distilled_estimator(latents: torch.Tensor, targets: torch.Tensor, config
     with torch.enable_grad():
         for step in range(steps):
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                group["lr"] = lr * lr_factor(step, 0, steps)
             index = torch.randint(0, x.shape[0], (batch_size,), generator=generator).to(device)
             loss = F.binary_cross_entropy_with_logits(network(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ without gradient. They trade fidelity for cost:
   ones it will see (least squares against the full decoder's output pooled to
   latent resolution).
 
-The loss's default skips the image altogether: :mod:`.distilled` maps the latent
+The loss's default skips the image altogether: :mod:`.distilled_heatmaps` maps the latent
 straight to the heatmaps that the full decoder + estimator give.
 """
 from __future__ import annotations

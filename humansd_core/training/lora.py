@@ -25,7 +25,6 @@ JSON object with ``rank``, ``alpha``, ``targets`` and ``base_model_hash``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from torch import nn
 
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
+from ..models.weights_digest import weights_digest
 
 logger = logging.getLogger(__name__)
 
@@ -246,16 +246,15 @@ def lora_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> dict[
     return out
 
 
+def is_adapter_key(name: str) -> bool:
+    """Whether a state-dict key belongs to a LoRA adapter (``...lora_down.weight`` / ``...lora_up.weight``)."""
+    return ".lora_down." in name or ".lora_up." in name
+
+
 def base_weights_hash(model: nn.Module) -> str:
-    """SHA-256 (hex) over the model's non-LoRA parameters and buffers: names, shapes, dtypes, bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if ".lora_down." in name or ".lora_up." in name:
-            continue
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    """The identity of the model's base weights (:func:`~humansd_core.models.weights_digest.weights_digest`
+    without the adapters), as LoRA files record it in ``base_model_hash``."""
+    return weights_digest(model, skip=is_adapter_key)
 
 
 def save_lora(model: nn.Module, path: str | Path, *, targets: Sequence[str] | None = None,

@@ -14,12 +14,12 @@ weighted where it finds a body.
     ``mask_to_latent="vae"``, ``M_pix`` (3 channels) is VAE-encoded instead
     (posterior mean × scale factor, as the reference encodes its map); that
     4-channel weight is not bounded to ``[1, 1+w]``.
-    ``D`` comes from a choice of decoders (:mod:`.decoders`): ``"full"`` VAE,
+    ``D`` comes from a choice of decoders (:mod:`.latent_decoders`): ``"full"`` VAE,
     ``"reduced"`` (VAE on a pooled latent) or ``"linear"`` (a fitted 1x1 conv, fitted
     on the first batch's ``ε̂−ε`` with one full decode unless given); the estimator
     runs at ``estimator_scale`` × the training-image size. ``"distilled"`` (the
     default) replaces decode + estimator by a small conv net on the latent
-    (:mod:`.distilled`) trained to give the heatmaps that the full decode and the
+    (:mod:`.distilled_heatmaps`) trained to give the heatmaps that the full decode and the
     full-size estimator give; unless one is passed, the loss uses that full path for
     the first ``distill_batches`` calls (their masks are exact), keeps their
     ``ε̂−ε`` and heatmaps (those of the first call's latent size), and then fits the
@@ -48,25 +48,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HumanSDError
+from ..pose.heatmaps import HeatmapEstimator
 from ..pose.keypoints import PoseSet
-from .decoders import (
+from .distilled_heatmaps import DistilledHeatmapEstimator, at_size, fit_distilled_estimator
+from .latent_decoders import (
     FullVAEDecoder,
     LatentDecoder,
     LinearLatentDecoder,
     ReducedVAEDecoder,
     fit_linear_decoder,
 )
-from .distilled import DistilledHeatmapEstimator, at_size, fit_distilled_estimator
-from .estimators import HeatmapEstimator
 
-DecoderName = Literal["full", "reduced", "linear", "distilled"]
+LossMode = Literal["paper", "reference"]
+DecoderName = Literal["distilled", "full", "reduced", "linear"]
+MaskToLatent = Literal["area", "vae"]
+# The estimator's input size as a fraction of the training image (paper mode): a quarter,
+# what the trainer's measured numbers used (benchmarks/loss_overhead.py, the README table).
+DEFAULT_ESTIMATOR_SCALE = 0.25
 
 
 @dataclass(frozen=True)
@@ -86,22 +91,22 @@ class HeatmapLossConfig:
     (0 at t ≥ 600); a full decode 2.54x; the reference form 3.46x.
     """
 
-    mode: Literal["paper", "reference"] = "paper"
+    mode: LossMode = "paper"
     weight: float = 0.1
     threshold: float = 0.05
     decoder: DecoderName = "distilled"
     reduce_factor: int = 2
-    estimator_scale: float = 0.5
-    mask_to_latent: Literal["area", "vae"] = "area"
+    estimator_scale: float = DEFAULT_ESTIMATOR_SCALE
+    mask_to_latent: MaskToLatent = "area"
     refresh_every: int = 1
     distill_batches: int = 8
     distill_steps: int = 1500
 
     def __post_init__(self) -> None:
         checks = {
-            "mode": self.mode in ("paper", "reference"),
-            "decoder": self.decoder in ("full", "reduced", "linear", "distilled"),
-            "mask_to_latent": self.mask_to_latent in ("area", "vae"),
+            "mode": self.mode in get_args(LossMode),
+            "decoder": self.decoder in get_args(DecoderName),
+            "mask_to_latent": self.mask_to_latent in get_args(MaskToLatent),
             "weight": self.weight >= 0,
             "threshold": 0 <= self.threshold < 1,
             "reduce_factor": self.reduce_factor >= 1,
@@ -166,12 +171,12 @@ class HeatmapGuidedLoss:
 
     Args:
         vae: the latent codec (``decode``/``encode``/``encode_dist`` on unscaled latents).
-        estimator: a :class:`~.estimators.HeatmapEstimator`.
+        estimator: a :class:`~humansd_core.pose.heatmaps.HeatmapEstimator`.
         config: :class:`HeatmapLossConfig`.
         scale_factor: the latent scale factor (0.18215).
-        linear_decoder: a fitted :class:`~.decoders.LinearLatentDecoder` for
+        linear_decoder: a fitted :class:`~.latent_decoders.LinearLatentDecoder` for
             ``decoder="linear"`` (fitted on the first batch when None).
-        distilled: a :class:`~.distilled.DistilledHeatmapEstimator` for
+        distilled: a :class:`~.distilled_heatmaps.DistilledHeatmapEstimator` for
             ``decoder="distilled"`` (fitted after ``distill_batches`` calls when None).
         generator: RNG for the reference mode's posterior sample.
     """

@@ -19,11 +19,11 @@ from .augment import apply_to_pose
 from .buckets import BucketBatchSampler, assign_bucket, make_buckets
 from .cache import TextCache, build_latent_cache
 from .config import TrainConfig
-from .data import TrainingDataset, collate, scan_dataset
-from .decoders import LinearLatentDecoder
-from .distilled import DistilledHeatmapEstimator, distillation_source, shipped_distilled
+from ..pose.heatmaps import HeatmapEstimator, KeypointGaussianEstimator
+from .dataset import TrainingDataset, collate, scan_dataset
+from .distilled_heatmaps import DistilledHeatmapEstimator, distillation_source, shipped_distilled
 from .distributed import DistInfo, barrier
-from .estimators import KeypointGaussianEstimator, OpenPoseHeatmapEstimator
+from .latent_decoders import LinearLatentDecoder
 from .loss import HeatmapGuidedLoss, HeatmapLossConfig
 
 logger = logging.getLogger(__name__)
@@ -114,12 +114,15 @@ class RunData:
         opts = self.config.loss
         if opts.loss == "plain":
             return None
+        estimator: HeatmapEstimator
         if opts.estimator == "openpose":
             if not opts.estimator_weights:
                 raise HumanSDError("estimator = openpose needs estimator_weights (body_pose_model.pth)")
+            from ..pose.detect import OpenPoseHeatmapEstimator
+
             estimator = OpenPoseHeatmapEstimator.from_file(opts.estimator_weights, device=self.dist.device)
         elif opts.estimator == "tiny":
-            from .tiny_estimator import TinyHeatmapEstimator, shipped_estimator
+            from ..pose.mannequin_estimator import TinyHeatmapEstimator, shipped_estimator
 
             estimator = (TinyHeatmapEstimator.from_file(opts.estimator_weights, device=self.dist.device)
                          if opts.estimator_weights else shipped_estimator("loss", device=self.dist.device))
@@ -164,7 +167,7 @@ class RunData:
 DISTILLED_PREFIX = "extra.distilled."
 
 
-def find_distilled(path: str, vae: torch.nn.Module, estimator: object,
+def find_distilled(path: str, vae: torch.nn.Module, estimator: HeatmapEstimator,
                    device: torch.device) -> DistilledHeatmapEstimator | None:
     """The distilled net for the loss: ``path`` when given; else the bundled one when it was distilled from
     this VAE decoder and estimator (same weights); else None (the loss fits one on the run's first batches)."""

@@ -1,4 +1,4 @@
-"""Run-folder files besides checkpoints: the loss log (JSONL), its plot (PNG), sample grids.
+"""The run's loss log (JSONL) and its plot (PNG).
 
 The log gets one JSON object a line (``step``, ``loss``, ``plain_loss``, ``lr``, ...),
 appended as training goes; a resumed run first rewrites it (atomically) without the
@@ -82,19 +82,3 @@ def plot_losses(entries: Sequence[dict], path: Path, key: str = "loss", size: tu
         draw.text((width - right - 48, height - bottom + 6), f"{int(s1)}", fill="black")
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-
-
-def save_grid(rows: Sequence[Sequence[np.ndarray]], path: Path) -> None:
-    """Write RGB uint8 ``[H, W, 3]`` tiles as a grid (one row per list; tiles may differ in size)."""
-    heights = [max(t.shape[0] for t in row) for row in rows]
-    widths = [sum(t.shape[1] for t in row) for row in rows]
-    canvas = Image.new("RGB", (max(widths), sum(heights)), "black")
-    y = 0
-    for row, h in zip(rows, heights):
-        x = 0
-        for tile in row:
-            canvas.paste(Image.fromarray(tile, "RGB"), (x, y))
-            x += tile.shape[1]
-        y += h
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")

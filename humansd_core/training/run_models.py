@@ -33,13 +33,13 @@ from ..models.checkpoint import (
     save_models,
 )
 from ..models.configs import NAMED_CONFIGS, ModelConfig, named_config
-from .config import ModelOptions
+from .config import DtypeName, ModelOptions
 from .distributed import DistInfo, barrier
 from .lora import INPUT_CONV_TARGET, LoRAConfig, apply_lora, lora_parameters
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES: dict[DtypeName, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class Denoiser(nn.Module):

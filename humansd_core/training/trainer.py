@@ -9,8 +9,8 @@ seeded by ``(seed, step, micro-step, p)``, so they do not depend on the number o
 processes or on where a run was resumed: N processes with batch ``b`` compute what one
 process with batch ``N·b`` computes, and a resumed run continues bit for bit.
 
-Then gradient clipping, AdamW, the LR schedule (linear warmup, then cosine or
-constant), EMA; every ``save_every`` steps an atomic resume checkpoint (the last
+Then gradient clipping, AdamW, the LR schedule (:func:`~.lr_schedule.lr_factor`: linear
+warmup, then cosine or constant), EMA; every ``save_every`` steps an atomic resume checkpoint (the last
 ``keep_last`` kept), every ``sample_every`` steps a sample grid, every ``log_every``
 steps a line of the loss log. A non-finite loss stops the run (:class:`TrainingDiverged`)
 before anything is written. At the end: the LoRA (``lora.safetensors``) or the full
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import time
@@ -36,13 +35,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..errors import HumanSDError
 from ..fileio import atomic_write_text
 from ..sampling.schedule import NoiseSchedule
-from . import checkpointing as ckpt
+from . import resume_checkpoints as ckpt
 from .config import TrainConfig
 from .distributed import DistInfo, any_true, barrier, gather_objects, init_distributed, mean_over_ranks
 from .lora import base_weights_hash
-from .modules import DTYPES, Denoiser, load_for_training, resolve_base, trainable_parameters
-from .outputs import LossLog, plot_losses
+from .lr_schedule import lr_factor
 from .run_data import RunData
+from .run_log import LossLog, plot_losses
+from .run_models import DTYPES, Denoiser, load_for_training, resolve_base, trainable_parameters
 from .run_outputs import export_weights, write_samples
 
 logger = logging.getLogger(__name__)
@@ -59,16 +59,6 @@ class TrainResult:
     step: int
     output: Path | None
     losses: list[float] = field(default_factory=list)
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
-    """LR multiplier at ``step``: linear warmup ``(step+1)/warmup``, then cosine to ``min_ratio`` or constant."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def sample_seed(seed: int, step: int, micro: int, position: int) -> int:
@@ -286,14 +276,15 @@ class Trainer:
                                      "time": round(time.perf_counter() - started, 3)})
             if out.sample_every and self.dist.is_main and (self.step % out.sample_every == 0 or self.step == o.steps):
                 with self.ema_weights():
-                    write_samples(self, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+                    write_samples(self.models, self.data.sample_items(out.sample_count), out,
+                                  self.config.data.pose_threshold, self.run_dir / "samples" / f"step-{self.step:08d}.png")
             if self.step % out.save_every == 0 or last:
                 self.save_checkpoint()
         bar.close()
         output = None
         if self.dist.is_main and self.step == o.steps:
             with self.ema_weights():
-                output = export_weights(self)
+                output = export_weights(self.models, self.config, self.run_dir, self.step, self.base_hash)
         barrier(self.dist)
         return TrainResult(self.step, output, losses)
 

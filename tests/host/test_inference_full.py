@@ -1,6 +1,6 @@
 """The shipped inference workflows in a real ComfyUI on the full SD2.1-layout HumanSD checkpoint.
 
-Random fp16 weights (``tests/checkpoints.py``), 128 x 128, 2 steps: each prompt loads
+Random fp16 weights (``tests/support/checkpoints.py``), 128 x 128, 2 steps: each prompt loads
 and runs the real architecture (~25 s on 2 CPU cores), so the prompts are few and share
 one server and one cached load. The stock loader's channel failure and the
 HumanSDModelPatch fix are in ``test_stock_loader.py``; here the HumanSD loader and the
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from checkpoints import full_random_checkpoint
+from support.checkpoints import full_random_checkpoint
 
 from .comfy_server import ComfyHost, PromptError
 from .inference_prompts import link_checkpoint, load_api, person_frame, saved_images, set_inputs

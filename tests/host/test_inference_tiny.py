@@ -21,7 +21,7 @@ from humansd_core import HumanSDPipeline, defaults
 from humansd_core.models.checkpoint import read_state_dict
 from humansd_core.pose import parse_pose_data
 
-from checkpoints import tiny_checkpoint
+from support.checkpoints import tiny_checkpoint
 from .comfy_server import ComfyHost, PromptError
 from .comfy_setup import REPO_ROOT, ensure_comfyui
 from .inference_prompts import (

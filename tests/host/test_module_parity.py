@@ -4,7 +4,7 @@ One checkpoint file, each side loading it its own way (the core with ``load_mode
 ComfyUI with its stock ``load_state_dict_guess_config`` for the full SD2.1 layout and
 with the pack's loader for the tiny self-describing file), float32 on the CPU (ComfyUI
 would keep its text encoder in float16 there: ``--fp32-text-enc`` is forced). ComfyUI
-is imported in a subprocess of its own, one per file (``tests/comfy_inprocess.py``), so
+is imported in a subprocess of its own, one per file (``tests/support/comfy_inprocess.py``), so
 nothing of it leaks into this test process.
 
 Measure: ``rel = max|core − ComfyUI| / max|ComfyUI|`` per output, bound ``1e-4``.
@@ -17,33 +17,32 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from checkpoints import full_random_checkpoint, tiny_checkpoint
+from support.checkpoints import full_random_checkpoint, tiny_checkpoint
 
-from .comfy_setup import ensure_comfyui
+from .comfy_setup import REPO_ROOT, ensure_comfyui
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
-SCRIPT = Path(__file__).resolve().parents[1] / "comfy_inprocess.py"
+SCRIPT = "tests.support.comfy_inprocess"  # run as a module from the repository root
 REL_TOL = 1e-4
 LATENT = {"tiny": 8, "full": 16}
 
 
 @pytest.fixture(scope="module", params=["tiny", "full"])
 def parity(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The JSON report of ``comfy_inprocess.py parity`` for the tiny or the full-size checkpoint."""
+    """The JSON report of ``python -m tests.support.comfy_inprocess parity`` for the tiny or the full checkpoint."""
     comfy_dir = ensure_comfyui()
     if request.param == "tiny":
         checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("parity") / "tiny.safetensors")
     else:
         checkpoint = full_random_checkpoint()
-    cmd = [sys.executable, str(SCRIPT), "parity", str(checkpoint), "--comfy-dir", str(comfy_dir),
+    cmd = [sys.executable, "-m", SCRIPT, "parity", str(checkpoint), "--comfy-dir", str(comfy_dir),
            "--latent", str(LATENT[request.param])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,7 +1,7 @@
 """Core pipeline vs the ComfyUI workflow on the full SD2.1-layout checkpoint: same weights, seed, sampler.
 
 The shipped ``humansd_keypoints_to_image`` workflow runs in a real ComfyUI on the cached
-full-size random checkpoint (``tests/checkpoints.py``, fp16 weights, which both sides
+full-size random checkpoint (``tests/support/checkpoints.py``, fp16 weights, which both sides
 compute with in float32 on the CPU: ComfyUI's UNet and VAE on the CPU are float32, its
 text encoder keeps the fp16 weights the file already has), at 64 x 64 with the reference
 negative and added prompts, cfg 7.5; ``HumanSDPipeline.generate`` then runs the same
@@ -53,7 +53,7 @@ from humansd_core import HumanSDPipeline, defaults
 from humansd_core.pose import parse_pose_data
 from humansd_core.sampling import SAMPLERS, BatchNoise, CFGDenoiser, EpsDenoiser, NoiseSchedule, get_sigmas
 
-from checkpoints import full_random_checkpoint
+from support.checkpoints import full_random_checkpoint
 
 from .comfy_server import ComfyHost
 from .inference_prompts import (

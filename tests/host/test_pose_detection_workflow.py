@@ -21,8 +21,8 @@ from PIL import Image
 from humansd_core import embedded
 from humansd_core.pose import parse_pose_data, place_on_canvas, to_pose_keypoint
 from humansd_core.pose.mannequin_detect import DEFAULT_MIN_CONFIDENCE, detect_mannequin_pose, mannequin_agreements
+from humansd_core.pose.metrics import pck
 from humansd_core.synthetic import generate_scene, scene_rng
-from humansd_core.training.tiny_estimator_eval import pck
 
 from .comfy_server import ComfyHost, PromptError
 from .inference_prompts import add_node, load_api, node_id, saved_images, set_inputs

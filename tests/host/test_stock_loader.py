@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from checkpoints import full_random_checkpoint
+from support.checkpoints import full_random_checkpoint
 
 from .comfy_server import ComfyHost, PromptError
 

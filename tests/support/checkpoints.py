@@ -19,7 +19,7 @@ import torch
 from humansd_core.models.checkpoint import write_random_checkpoint
 from humansd_core.models.configs import sd21_humansd_config, tiny_config
 
-CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
 
 
 class RecordingUNet(torch.nn.Module):

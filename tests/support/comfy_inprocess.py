@@ -3,9 +3,9 @@
 Shared by ``tests/host/test_module_parity.py`` and ``benchmarks/unet_forward.py``.
 Importing ComfyUI changes process-wide state (its argument parser reads ``sys.argv``,
 ``comfy.model_management`` picks devices and dtypes at import, loggers, ``sys.path``),
-so only a process of its own calls :func:`import_comfy`: the test runs this file as
-a script (``python tests/comfy_inprocess.py parity CHECKPOINT --comfy-dir DIR``),
-which prints one JSON line of measured differences.
+so only a process of its own calls :func:`import_comfy`: the test runs this module from
+the repository root (``python -m tests.support.comfy_inprocess parity CHECKPOINT
+--comfy-dir DIR``), which prints one JSON line of measured differences.
 
 ComfyUI runs with ``--cpu --fp32-unet --fp32-vae --fp32-text-enc``: on a CPU it
 would otherwise keep the text encoder in float16 (``text_encoder_dtype``); the UNet
@@ -36,13 +36,11 @@ from typing import Any
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from humansd_core.models.checkpoint import HumanSDModels, identify_config, load_models, open_tensors
+from humansd_core.models.configs import sd21_humansd_config
+from humansd_core.process_memory import peak_rss_bytes
 
-from humansd_core.models.checkpoint import HumanSDModels, identify_config, load_models, open_tensors  # noqa: E402
-from humansd_core.models.configs import sd21_humansd_config  # noqa: E402
-from humansd_core.process_memory import peak_rss_bytes  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 COMFY_FLAGS = ("--cpu", "--fp32-unet", "--fp32-vae", "--fp32-text-enc")
 PROMPTS = ("a photo of a woman dancing in a park, detailed background, best quality",

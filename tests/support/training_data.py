@@ -5,12 +5,9 @@ a per-sample colour, its pose as OpenPose JSON, and a caption naming the colour.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 from humansd_core.pose import PoseSet, render_skeleton, write_openpose_json
@@ -60,12 +57,3 @@ def tiny_train_config(data: Path, output: Path, **options: object) -> TrainConfi
         config.set(key, value)
     config.validate()
     return config
-
-
-@pytest.fixture(autouse=True)
-def restore_torch_globals() -> Iterator[None]:
-    """The trainer sets process-wide torch options (threads, deterministic algorithms): put them back."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)

@@ -1,9 +1,9 @@
-"""Ablation: HumanSD's heatmap-guided loss against the plain loss, on the embedded tiny model's recipe.
+"""Recipe ablation: HumanSD's heatmap-guided loss against the plain loss, on the embedded tiny model's recipe.
 
 Each run trains a fresh UNet + text tower with the recipe of the embedded model
 (``presets/embedded_humansd.toml``: full mode, batch 16, 128 px, AdamW, EMA; see
 ``humansd_core/assets/MODEL_CARD.md``) for ``--steps`` optimiser steps, on the
-recipe's 3000 synthetic scenes (``humansd synth ... --seed 0``), with the *shipped*
+recipe's 3000 synthetic scenes (``presets/embedded_data.toml``), with the *shipped*
 model's VAE frozen; the latents are cached once and shared by all runs. The recipe's
 schedule (warmup, cosine, EMA horizon) is compressed to the shorter run. Within a
 seed every arm starts from the same weights and sees the same batches, timesteps
@@ -19,7 +19,7 @@ and noise: the arms differ only in the ``[loss]`` options (:func:`arm_options`):
 Each trained model is scored by the *judge* estimator (not the one in the loss):
 
 * pose accuracy (PCK@0.1, OKS) on the demo's evaluation set
-  (:func:`humansd_core.embedded.evaluation_set`, 28 images, DDIM ``--eval-steps``,
+  (:func:`humansd_core.embedded.evaluation.evaluation_set`, 28 images, DDIM ``--eval-steps``,
   guidance 3), and on ``--fd-count`` sampled poses with their scenes' own captions;
 * a quality proxy: the Fréchet distance between the judge's pooled bottleneck
   features (the U-Net's 1/16 stage, 64 channels, averaged over space) of those
@@ -34,8 +34,8 @@ interrupted ablation resumes, and adding an arm trains only that arm. An arm
 ``<arm>@<steps>`` gets its own step count (e.g. ``plain@460``: the plain loss for the
 time the heatmap arm took). One thread, arms in turn.
 
-Usage: ``python benchmarks/ablation.py --work out/ablation [--steps 200] [--seeds 0 1 2]
-[--arms plain heatmap-full heatmap-linear plain@460]``.
+Usage: ``python -m humansd_core.embedded.recipe.ablation --work out/ablation [--steps 200]
+[--seeds 0 1 2] [--arms plain heatmap-full heatmap-linear plain@460]``.
 """
 from __future__ import annotations
 
@@ -43,24 +43,25 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from embedded_recipe import DATA, Clock, cpu_seconds, generate, recipe_config, synth_command
-from humansd_core import embedded
-from humansd_core.errors import HumanSDError
-from humansd_core.models.checkpoint_read import read_metadata
-from humansd_core.models.configs import CONFIG_METADATA_KEY
-from humansd_core.synthetic import generate_scene, scene_rng
-from humansd_core.training.config import CHOICES, TrainConfig
+from ...errors import HumanSDError
+from ...models.checkpoint_read import read_metadata
+from ...models.configs import CONFIG_METADATA_KEY
+from ...synthetic import generate_scene, scene_rng
+from ...training.config import CHOICES, TrainConfig
+from ..evaluation import evaluation_set, generate_images, score_poses
+from ..model import CFG, EVAL_SEED, MAX_PEOPLE, SIZE, STEPS, embedded_model_path
+from .clock import Clock, cpu_seconds
+from .presets import read_preset, recipe_config, synth_command
 
 HEATMAP = {"loss": "heatmap", "heatmap_mode": "paper", "heatmap_weight": 0.1, "heatmap_threshold": 0.05,
            "estimator": "tiny", "estimator_scale": 0.5}  # the paper's form, the recipe's estimator
-FLOOR_SEED = embedded.EVAL_SEED + 1  # real scenes of other poses: the FD's finite-sample floor
+FLOOR_SEED = EVAL_SEED + 1  # real scenes of other poses: the FD's finite-sample floor
 
 
 def arm_options(arm: str) -> dict[str, object]:
@@ -101,7 +102,7 @@ def arm_config(work: Path, arm: str, seed: int, steps: int) -> TrainConfig:
     """
     config = recipe_config(work)
     shrink = config.optim.steps / steps  # the recipe's schedule, compressed: warmup and EMA horizon scale too
-    values = {"vae": str(embedded.embedded_model_path()), "cache_dir": str(work / "cache"), "steps": steps,
+    values = {"vae": str(embedded_model_path()), "cache_dir": str(work / "cache"), "steps": steps,
               "warmup_steps": max(1, round(config.optim.warmup_steps / shrink)),
               "ema_decay": config.optim.ema_decay ** shrink, "seed": seed, "save_every": steps,
               "output": str(work / "runs" / run_name(arm, seed, steps)), **arm_options(arm)}
@@ -114,9 +115,9 @@ def arm_config(work: Path, arm: str, seed: int, steps: int) -> TrainConfig:
 def prepare(work: Path) -> None:
     """Write ``WORK/model_config.json`` (the shipped model's) and the recipe's scenes ``WORK/data`` if missing."""
     work.mkdir(parents=True, exist_ok=True)
-    meta = read_metadata(embedded.embedded_model_path())
+    meta = read_metadata(embedded_model_path())
     (work / "model_config.json").write_text(meta[CONFIG_METADATA_KEY] + "\n", encoding="utf-8")
-    done = work / "data" / f"{DATA['count'] - 1:06d}.png"
+    done = work / "data" / f"{read_preset('embedded_data.toml')['count'] - 1:06d}.png"
     if not done.is_file():
         subprocess.run(synth_command(work / "data"), check=True)
 
@@ -130,7 +131,7 @@ def _log_means(run_dir: Path) -> dict[str, float]:
 
 def train(config: TrainConfig) -> dict[str, object]:
     """Train one run; its exported model and the CPU/wall seconds of the training loop alone."""
-    from humansd_core.training.trainer import Trainer
+    from ...training.trainer import Trainer
 
     run_dir = Path(config.output.output)
     shutil.rmtree(run_dir, ignore_errors=True)  # no result.json: a run cut short, start it again
@@ -148,7 +149,7 @@ class JudgeFeatures:
     """``features(images [N,3,H,W] in [0,1]) -> [N,64]``: the judge's bottleneck, averaged over space."""
 
     def __init__(self) -> None:
-        from humansd_core.training.tiny_estimator import shipped_estimator
+        from ...pose.mannequin_estimator import shipped_estimator
 
         self.judge = shipped_estimator("judge")
         self._out: list[torch.Tensor] = []
@@ -177,7 +178,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def scene_images(seed: int, count: int) -> torch.Tensor:
     """The real scenes behind ``evaluation_set(count, seed, examples=False)``: ``[N,3,SIZE,SIZE]`` in ``[0,1]``."""
-    scenes = [generate_scene(scene_rng(seed, i), embedded.SIZE, max_people=embedded.MAX_PEOPLE).image
+    scenes = [generate_scene(scene_rng(seed, i), SIZE, max_people=MAX_PEOPLE).image
               for i in range(count)]
     return torch.from_numpy(np.stack(scenes)).permute(0, 3, 1, 2).float() / 255
 
@@ -188,32 +189,32 @@ class Evaluator:
     def __init__(self, fd_count: int, steps: int) -> None:
         self.fd_count, self.steps = fd_count, steps
         self.features = JudgeFeatures()
-        self.demo_items = embedded.evaluation_set()
-        self.fd_items = embedded.evaluation_set(count=fd_count, examples=False, plain=False)
-        self.real = scene_images(embedded.EVAL_SEED, fd_count)
+        self.demo_items = evaluation_set()
+        self.fd_items = evaluation_set(count=fd_count, examples=False, plain=False)
+        self.real = scene_images(EVAL_SEED, fd_count)
         self.real_features = self.features(self.real)
 
     def floors(self) -> dict[str, float]:
         """FD of real scenes of other poses and of the real scenes through the shipped (frozen) VAE; the
         shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``."""
-        from humansd_core.pipeline import HumanSDPipeline
+        from ...pipeline import HumanSDPipeline
 
-        vae = HumanSDPipeline.from_checkpoint(embedded.embedded_model_path()).vae
+        vae = HumanSDPipeline.from_checkpoint(embedded_model_path()).vae
         with torch.no_grad():
             recon = ((vae(self.real * 2 - 1).float().clamp(-1, 1) + 1) / 2)
         other = self.features(scene_images(FLOOR_SEED, self.fd_count))
-        shipped = {f"shipped_{k}": v for k, v in self(embedded.embedded_model_path()).items()}
+        shipped = {f"shipped_{k}": v for k, v in self(embedded_model_path()).items()}
         return {"fd_other_real_scenes": frechet_distance(other, self.real_features),
                 "fd_vae_reconstructions": frechet_distance(self.features(recon), self.real_features), **shipped}
 
     def __call__(self, model: Path) -> dict[str, float]:
-        from humansd_core.pipeline import HumanSDPipeline
+        from ...pipeline import HumanSDPipeline
 
         pipe = HumanSDPipeline.from_checkpoint(model)
-        demo = embedded.score_poses(generate(pipe, self.demo_items, self.steps),
-                                    [pose for pose, _ in self.demo_items], self.features.judge)
-        images = generate(pipe, self.fd_items, self.steps)
-        scenes = embedded.score_poses(images, [pose for pose, _ in self.fd_items], self.features.judge)
+        demo = score_poses(generate_images(pipe, self.demo_items, self.steps),
+                           [pose for pose, _ in self.demo_items], self.features.judge)
+        images = generate_images(pipe, self.fd_items, self.steps)
+        scenes = score_poses(images, [pose for pose, _ in self.fd_items], self.features.judge)
         return {"pck": demo.pck, "oks": demo.oks, "baseline_pck": demo.baseline_pck, "scene_pck": scenes.pck,
                 "fd": frechet_distance(self.features(images), self.real_features)}
 
@@ -268,7 +269,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default %(default)s")
     parser.add_argument("--steps", type=int, default=200,
                         help="optimiser steps of batch 16 a run (default %(default)s)")
-    parser.add_argument("--eval-steps", type=int, default=embedded.STEPS, help="DDIM steps (default %(default)s)")
+    parser.add_argument("--eval-steps", type=int, default=STEPS, help="DDIM steps (default %(default)s)")
     parser.add_argument("--fd-count", type=int, default=32,
                         help="sampled poses for the FD and the scene-caption PCK (default %(default)s)")
     args = parser.parse_args()
@@ -279,10 +280,10 @@ def main() -> int:
     cv2.setNumThreads(1)
     clock = Clock()
     prepare(args.work)
-    clock.lap("data")
+    print(clock.lap("data"), flush=True)
     evaluator = Evaluator(args.fd_count, args.eval_steps)
     floors = evaluator.floors()
-    clock.lap("evaluation set")
+    print(clock.lap("evaluation set"), flush=True)
     runs = []
     for seed in args.seeds:
         for spec, (arm, steps) in specs.items():
@@ -295,7 +296,7 @@ def main() -> int:
                 began, began_cpu = time.perf_counter(), cpu_seconds()
                 run.update(evaluator(Path(run["model"])), eval_wall_s=round(time.perf_counter() - began, 1),
                            eval_cpu_s=round(cpu_seconds() - began_cpu, 1))
-                clock.lap(f"{spec} seed {seed}")
+                print(clock.lap(f"{spec} seed {seed}"), flush=True)
                 done.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
             print(json.dumps(run), flush=True)
             runs.append(run)
@@ -306,11 +307,11 @@ def main() -> int:
     spent = {k: sum(r.get(f"{part}_{k}", 0.0) for r in runs for part in ("setup", "train", "eval"))
              for k in ("cpu_s", "wall_s")}
     print(f"\n{report}\n\n({args.steps} steps of batch 16 a run unless '@' says otherwise; DDIM {args.eval_steps}, "
-          f"guidance {embedded.CFG}; FD over {args.fd_count} images. The runs' recorded setup + training + "
+          f"guidance {CFG}; FD over {args.fd_count} images. The runs' recorded setup + training + "
           f"evaluation: {spent['cpu_s'] / 60:.1f} min CPU, {spent['wall_s'] / 60:.1f} min wall; this invocation "
           f"{sum(r['wall_s'] for r in clock.rows.values()) / 60:.1f} min wall.)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

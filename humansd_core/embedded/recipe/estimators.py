@@ -1,58 +1,60 @@
-"""Train a tiny heatmap estimator on synthetic mannequins, drawn fresh every step.
+"""Recipe step: train the two bundled mannequin estimators on synthetic scenes drawn fresh every step.
 
-Targets: per joint, the maximum over people of ``exp(-d²/2σ²)`` at the heatmap cell
-centres, ``σ`` = :data:`SIGMA_CELLS` cells. Loss: mean squared error between the
-sigmoid output and the target (HigherHRNet-style regression, so the output's
-``> 0.05`` region is a blob of about 2.4 σ around each joint, as the heatmap loss
-expects; binary cross-entropy on the same targets reached a lower PCK in the same
-time here). Learning rate: 5 % linear warm-up, then cosine decay to 0 over the
-run, the run's progress being the larger of ``step / steps`` and
-``elapsed / time_limit``. Images are degraded at random (down- and up-sampled by up to
-:data:`MAX_DEGRADE`×, light Gaussian noise) so the estimators also read blurry
-generated images. Scenes come from :func:`humansd_core.synthetic.generate_scene`
-with seeds ``(seed, index)``; evaluation uses another seed stream.
+Targets: per joint, the maximum over people of ``exp(-d²/2σ²)`` at the heatmap cells
+(:func:`humansd_core.pose.heatmaps.gaussian_heatmaps`), ``σ`` = :data:`SIGMA_CELLS`
+cells. Loss: mean squared error between the sigmoid output and the target
+(HigherHRNet-style regression, so the output's ``> 0.05`` region is a blob of about
+2.4 σ around each joint, as the heatmap loss expects; binary cross-entropy on the same
+targets reached a lower PCK in the same time here). Learning rate: 5 % linear warm-up,
+then cosine decay to 0 over the run (:func:`~humansd_core.training.lr_schedule.lr_factor`),
+the run's progress being the larger of ``step / steps`` and ``elapsed / time_limit``.
+Images are degraded at random (down- and up-sampled by up to :data:`MAX_DEGRADE`×, light
+Gaussian noise) so the estimators also read blurry generated images. Scenes come from
+:func:`humansd_core.synthetic.generate_scene` with seeds ``(seed, index)``; evaluation
+uses another seed stream.
+
+``python -m humansd_core.embedded.recipe.estimators [--only judge] [--out DIR]`` trains
+the roles of ``presets/embedded_estimators.toml`` (``loss``: the strided net, the
+heatmap-guided loss's estimator; ``judge``: the U-Net, which scores pose accuracy, so no
+result is graded by the network that shaped it), scores each on the same held-out
+scenes (PCK@0.1 of the person's box diagonal, mean OKS; top-down with the true boxes) at
+its working size and at 128 px, and writes them with the architecture, seed, steps run
+and held-out scores in their metadata; into the package's ``weights/`` by default, with
+their ``SHA256SUMS`` lines.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pose.keypoints import NUM_KEYPOINTS, PoseSet
-from ..synthetic import generate_scene, scene_rng
-from .tiny_estimator import EstimatorConfig, TinyHeatmapEstimator, build_network
-from .tiny_estimator_eval import Accuracy, pose_accuracy
+from ...assets import WEIGHTS_DIR, record_if_shipped
+from ...pose.heatmaps import gaussian_heatmaps
+from ...pose.keypoints import PoseSet
+from ...pose.mannequin_estimator import SHIPPED, EstimatorConfig, TinyHeatmapEstimator, build_network
+from ...synthetic import generate_scene, scene_rng
+from ...training.lr_schedule import lr_factor
+from ..evaluation import Accuracy, pose_accuracy
+from .presets import read_preset
 
 logger = logging.getLogger(__name__)
 
 SIGMA_CELLS = 1.0
+WARMUP = 0.05  # of the run
 MAX_DEGRADE = 3.0
 NOISE_STD = 0.02
 EVAL_SEED_OFFSET = 1_000_003  # evaluation scenes use seed + this: never a training scene
-
-
-def heatmap_targets(poses: Sequence[PoseSet], height: int, width: int, sigma: float = SIGMA_CELLS) -> torch.Tensor:
-    """``[B,17,height,width]`` Gaussian targets for poses on their canvases (cell convention of the module doc)."""
-    out = torch.zeros(len(poses), NUM_KEYPOINTS, height, width)
-    ys = torch.arange(height, dtype=torch.float32)
-    xs = torch.arange(width, dtype=torch.float32)
-    for i, pose in enumerate(poses):
-        if pose.num_people == 0:
-            continue
-        kp = torch.from_numpy(np.array(pose.keypoints, np.float32))
-        cx = (kp[..., 0] + 0.5) * (width / pose.canvas_width) - 0.5  # [P,17] in cells
-        cy = (kp[..., 1] + 0.5) * (height / pose.canvas_height) - 0.5
-        gy = torch.exp(-((ys - cy[..., None]) ** 2) / (2 * sigma**2))  # [P,17,h]
-        gx = torch.exp(-((xs - cx[..., None]) ** 2) / (2 * sigma**2))
-        maps = gy[..., :, None] * gx[..., None, :] * (kp[..., 2] > 0)[..., None, None]
-        out[i] = maps.amax(dim=0)
-    return out
+PRESET = "embedded_estimators.toml"
 
 
 def scene_batch(seed: int, start: int, count: int, size: int) -> tuple[torch.Tensor, list[PoseSet]]:
@@ -73,13 +75,6 @@ class _SceneStream(torch.utils.data.IterableDataset):
         while True:
             yield scene_batch(self.seed, k * self.batch, self.batch, self.size)
             k += 1
-
-
-def _schedule(progress: float, warmup: float = 0.05) -> float:
-    """Learning-rate factor at ``progress`` in ``[0, 1)``: linear warm-up, then cosine to 0."""
-    if progress < warmup:
-        return (progress + 1e-3) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / (1.0 - warmup)))
 
 
 def degrade(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -138,9 +133,10 @@ def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_siz
         if progress >= 1.0:
             step -= 1
             break
+        factor = lr_factor(progress * steps, WARMUP * steps, steps)
         for group in optimiser.param_groups:
-            group["lr"] = lr * _schedule(progress)
-        target = heatmap_targets(poses, heat, heat)
+            group["lr"] = lr * factor
+        target = gaussian_heatmaps(poses, heat, heat, SIGMA_CELLS)
         pred = torch.sigmoid(network(degrade(images, generator)))
         loss = F.mse_loss(pred, target) * 1000.0
         optimiser.zero_grad(set_to_none=True)
@@ -148,8 +144,55 @@ def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_siz
         optimiser.step()
         loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
         if step % 50 == 0 or step == steps:
-            log(f"step {step}/{steps} loss {loss_avg:.3f} lr {lr * _schedule(progress):.2e} ({elapsed:.0f} s)")
+            log(f"step {step}/{steps} loss {loss_avg:.3f} lr {lr * factor:.2e} ({elapsed:.0f} s)")
     seconds = time.perf_counter() - start
     estimator = TinyHeatmapEstimator(network.eval(), config)
     accuracy = evaluate(estimator, seed, eval_count) if eval_count else None
     return TrainResult(estimator, step, seconds, loss_avg, accuracy)
+
+
+def preset_roles() -> dict[str, tuple[EstimatorConfig, int]]:
+    """``{role: (architecture, seed)}`` of ``presets/embedded_estimators.toml``."""
+    roles = read_preset(PRESET)["roles"]
+    return {role: (EstimatorConfig(v["arch"], v["width"], v["input_size"]), v["seed"]) for role, v in roles.items()}
+
+
+def main() -> int:
+    preset = read_preset(PRESET)
+    training, held_out, roles = preset["training"], preset["evaluation"], preset_roles()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=sorted(roles), help="train one role only")
+    parser.add_argument("--steps", type=int, default=training["steps"], help="default %(default)s (the preset's)")
+    parser.add_argument("--minutes", type=float, default=training["minutes"],
+                        help="wall-time limit per estimator (default %(default)s, the preset's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the scene worker is another process; 2 threads ran 8x slower here)")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder of the files (default: the package's)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    batch, count = training["batch_size"], held_out["count"]
+    for role in [args.only] if args.only else list(roles):
+        config, seed = roles[role]
+        print(f"== {role}: {config} seed {seed}", flush=True)
+        result = train_estimator(config, seed=seed, steps=args.steps, batch_size=batch, lr=training["lr"],
+                                 time_limit=args.minutes * 60, log=lambda s: print("  " + s, flush=True))
+        at_work = evaluate(result.estimator, held_out["seed"], count)
+        at_128 = evaluate(result.estimator, held_out["seed"], count, size=128)
+        print(f"  trained {result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step)")
+        print(f"  held-out {count} scenes at {config.input_size} px: PCK@0.1 {at_work.pck:.3f}  "
+              f"OKS {at_work.oks:.3f}; at 128 px: PCK@0.1 {at_128.pck:.3f}  OKS {at_128.oks:.3f}")
+        path = args.out / SHIPPED[role]
+        meta = {"role": role, "seed": str(seed), "steps": str(result.steps), "batch": str(batch),
+                "train_seconds": f"{result.seconds:.0f}",
+                "heldout": json.dumps({"count": count, "pck@0.1": round(at_work.pck, 4),
+                                       "oks": round(at_work.oks, 4), "pck@0.1_128px": round(at_128.pck, 4)}),
+                "command": "python -m humansd_core.embedded.recipe.estimators " + " ".join(sys.argv[1:])}
+        result.estimator.save(path, meta)
+        recorded = " (SHA256SUMS updated)" if record_if_shipped(path) else ""
+        print(f"  wrote {path} ({path.stat().st_size / 1e6:.2f} MB){recorded}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

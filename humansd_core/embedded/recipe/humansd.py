@@ -1,22 +1,23 @@
-"""Reproduce the embedded tiny HumanSD (``humansd_core/assets/weights/humansd_tiny.safetensors``).
+"""Recipe step: reproduce the embedded tiny HumanSD (``humansd_core/assets/weights/humansd_tiny.safetensors``).
 
-The whole recipe, on the CPU, outside CI (see ``humansd_core/assets/MODEL_CARD.md``):
+The whole model, on the CPU, outside CI (see ``humansd_core/assets/MODEL_CARD.md``):
 
-1. ``humansd synth --out WORK/data --count 3000 --size 128 --seed 0`` (a subprocess,
-   running while step 2 trains);
-2. the autoencoder: :func:`humansd_core.training.vae_train.train_vae` with
-   ``presets/embedded_vae.toml`` on the architecture of ``presets/embedded_model.json``
-   → ``WORK/vae.safetensors``; its latent scale factor goes into ``WORK/model_config.json``;
+1. the training scenes, ``humansd synth`` with ``presets/embedded_data.toml`` → ``WORK/data``
+   (a subprocess, running while step 2 trains);
+2. the autoencoder: :func:`.vae.train_vae` with ``presets/embedded_vae.toml`` on the
+   architecture of ``presets/embedded_model.json`` → ``WORK/vae.safetensors``; its latent
+   scale factor goes into ``WORK/model_config.json``;
 3. ``humansd train WORK/embedded_humansd.toml`` (the preset, copied beside the files it
    names) → ``WORK/humansd/model.safetensors`` (UNet + text tower trained, VAE frozen);
-4. evaluation: the demo's poses, prompts and settings (:mod:`humansd_core.embedded`), judged
-   by the judge estimator; the same sampled poses with their scenes' own captions (busy
-   backgrounds); the judge on real scenes and on their VAE reconstructions (the ceiling the
-   autoencoder leaves) → ``WORK/metrics.json`` (``--evaluate-only`` redoes just this step);
+4. evaluation: the demo's poses, prompts and settings (:mod:`humansd_core.embedded.evaluation`),
+   judged by the judge estimator; the same sampled poses with their scenes' own captions
+   (busy backgrounds); the judge on real scenes and on their VAE reconstructions (the
+   ceiling the autoencoder leaves) → ``WORK/metrics.json`` (``--evaluate-only`` redoes
+   just this step);
 5. with ``--install``: copy the model into the package and write its SHA-256 to ``SHA256SUMS``.
 
 Prints the CPU time (user + system, this process and its children) and wall time of
-each step. Usage: ``python benchmarks/train_embedded.py --work runs/embedded [--install]``.
+each step. Usage: ``python -m humansd_core.embedded.recipe.humansd --work runs/embedded [--install]``.
 """
 from __future__ import annotations
 
@@ -25,54 +26,46 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import torch
 
-from embedded_recipe import DATA, PRESETS, Clock, generate, humansd, synth_command
-from humansd_core import embedded
-from humansd_core.models.configs import ModelConfig
-from humansd_core.training.vae_train import VAETrainOptions, train_vae
-
-
-def vae_options(config: ModelConfig, smoke: bool) -> VAETrainOptions:
-    values = tomllib.loads((PRESETS / "embedded_vae.toml").read_text(encoding="utf-8"))
-    if smoke:
-        values.update(steps=4, pool=16)
-    return VAETrainOptions(vae=config.vae, **values)
+from ...assets import record_digest
+from ..evaluation import evaluation_set, generate_images, score_poses
+from ..model import EVAL_SEED, MAX_PEOPLE, SIZE, embedded_model_path
+from .clock import Clock
+from .presets import HUMANSD_PRESET, humansd, model_config, read_preset, synth_command, write_json
+from .vae import preset_options, train_vae
 
 
 @torch.no_grad()
 def evaluate(model: Path, vae_scale: float) -> dict[str, object]:
     """The demo's score of ``model`` and the judge's score of real scenes and their VAE reconstructions."""
-    from humansd_core.pipeline import HumanSDPipeline
-    from humansd_core.synthetic import generate_scene, scene_rng
+    from ...pipeline import HumanSDPipeline
+    from ...synthetic import generate_scene, scene_rng
 
     pipe = HumanSDPipeline.from_checkpoint(model)
 
     def score(items: list) -> dict[str, float]:
-        return dataclasses.asdict(embedded.score_poses(generate(pipe, items), [pose for pose, _ in items]))
+        return dataclasses.asdict(score_poses(generate_images(pipe, items), [pose for pose, _ in items]))
 
-    scenes = [generate_scene(scene_rng(embedded.EVAL_SEED, i), embedded.SIZE, max_people=embedded.MAX_PEOPLE)
-              for i in range(48)]
+    scenes = [generate_scene(scene_rng(EVAL_SEED, i), SIZE, max_people=MAX_PEOPLE) for i in range(48)]
     real = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes])
     recon = ((pipe.vae(real * 2 - 1).clamp(-1, 1) + 1) / 2).float()
     poses = [s.pose for s in scenes]
-    return {"demo": score(embedded.evaluation_set()),
-            "scene_captions": score(embedded.evaluation_set(examples=False, plain=False)),
-            "real_scenes": dataclasses.asdict(embedded.score_poses(real, poses)),
-            "vae_reconstructions": dataclasses.asdict(embedded.score_poses(recon, poses)),
+    return {"demo": score(evaluation_set()),
+            "scene_captions": score(evaluation_set(examples=False, plain=False)),
+            "real_scenes": dataclasses.asdict(score_poses(real, poses)),
+            "vae_reconstructions": dataclasses.asdict(score_poses(recon, poses)),
             "vae_scale_factor": vae_scale}
 
 
 def install(model: Path) -> None:
     """Copy ``model`` into the package as the embedded model and write its SHA-256 to ``SHA256SUMS``."""
-    target = embedded.embedded_model_path()
+    target = embedded_model_path()
     shutil.copyfile(model, target)
     target.chmod(0o644)
-    embedded.record_digest(target)
+    record_digest(target)
     print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -91,32 +84,31 @@ def main() -> int:
     if args.evaluate_only:
         metrics = json.loads((work / "metrics.json").read_text(encoding="utf-8"))
         metrics.update(evaluate(model, metrics["vae_scale_factor"]))
-        (work / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        write_json(work / "metrics.json", metrics)
         print(json.dumps(metrics, indent=1))
         if args.install:
             install(model)
         return 0
     clock = Clock()
-    count = 40 if args.smoke else DATA["count"]
+    count = 40 if args.smoke else read_preset("embedded_data.toml")["count"]
     synth = subprocess.Popen(synth_command(work / "data", count))
-    config = ModelConfig.from_json((PRESETS / "embedded_model.json").read_text(encoding="utf-8"))
-    vae = train_vae(vae_options(config, args.smoke), work / "vae.safetensors",
+    vae = train_vae(preset_options(args.smoke), work / "vae.safetensors",
                     progress=lambda step, l1: print(f"vae step {step} L1 {l1:.4f}", flush=True))
-    config = dataclasses.replace(config, scale_factor=vae.scale_factor)
-    (work / "model_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
+    config = dataclasses.replace(model_config(), scale_factor=vae.scale_factor)
+    write_json(work / "model_config.json", config.to_dict())
     if synth.wait() != 0:
         raise SystemExit("humansd synth failed")
-    clock.lap("vae + data")
-    shutil.copyfile(PRESETS / "embedded_humansd.toml", work / "embedded_humansd.toml")
+    print(clock.lap("vae + data"), flush=True)
+    shutil.copyfile(HUMANSD_PRESET, work / HUMANSD_PRESET.name)
     smoke = ["--steps", "3", "--batch-size", "2"] if args.smoke else []
-    subprocess.run(humansd("train", str(work / "embedded_humansd.toml"), *smoke), check=True)
-    clock.lap("humansd train")
+    subprocess.run(humansd("train", str(work / HUMANSD_PRESET.name), *smoke), check=True)
+    print(clock.lap("humansd train"), flush=True)
     metrics = evaluate(model, vae.scale_factor)
-    clock.lap("evaluate")
+    print(clock.lap("evaluate"), flush=True)
     metrics.update(vae_psnr={"scenes": round(vae.psnr_scenes, 2), "skeletons": round(vae.psnr_skeletons, 2)},
                    times=clock.rows, total_cpu_s=round(sum(r["cpu_s"] for r in clock.rows.values()), 1),
                    model_bytes=model.stat().st_size)
-    (work / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_json(work / "metrics.json", metrics)
     print(json.dumps(metrics, indent=1))
     if args.install:
         install(model)
@@ -124,4 +116,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,80 +1,59 @@
-"""Shared pieces of the embedded tiny HumanSD's recipe, for the scripts that rerun parts of it.
+"""The recipe's settings, read from the presets in ``humansd_core/assets/presets/`` (their one home).
 
-Imported by ``benchmarks/train_embedded.py`` (the whole recipe) and
-``benchmarks/ablation.py`` (the UNet stage again, loss against loss): the data
-recipe, the ``humansd train`` preset with its paths resolved in a work folder, CPU
-and wall clocks, and the evaluation's image generation (the demo's settings,
-:mod:`humansd_core.embedded`).
+* ``embedded_data.toml``: the training scenes (``humansd synth`` arguments);
+* ``embedded_model.json``: the architecture (the VAE's scale factor is measured after its training);
+* ``embedded_vae.toml``: :class:`~.vae.VAETrainOptions` of the autoencoder;
+* ``embedded_humansd.toml``: the ``humansd train`` config of the UNet and text tower;
+* ``embedded_estimators.toml``: the two mannequin estimators' architectures, seeds and training;
+* ``embedded_distilled.toml``: the distilled loss net's data and fit.
 """
 from __future__ import annotations
 
-import resource
+import json
 import sys
-import time
-import tomllib
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
+from ...assets import PRESETS_DIR
+from ...models.configs import ModelConfig
+from ...tomlfile import read_toml
+from ...training.config import TrainConfig
 
-from humansd_core import embedded
-from humansd_core.pose import PoseSet
-from humansd_core.training.config import TrainConfig
-
-PRESETS = Path(embedded.__file__).parent / "assets" / "presets"
-DATA = {"count": 3000, "size": 128, "seed": 0}  # `humansd synth` arguments of the training scenes
-
-
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished children."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+HUMANSD_PRESET = PRESETS_DIR / "embedded_humansd.toml"
+CLI_MODULE = __name__.rsplit(".", 3)[0] + ".cli"  # the core's own CLI, named relative to this package
 
 
-class Clock:
-    """Per-step CPU and wall time: :meth:`lap` records the time since the previous lap under a name."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[str, float]] = {}
-        self.cpu, self.wall = cpu_seconds(), time.perf_counter()
-
-    def lap(self, name: str) -> dict[str, float]:
-        cpu, wall = cpu_seconds(), time.perf_counter()
-        self.rows[name] = {"cpu_s": round(cpu - self.cpu, 1), "wall_s": round(wall - self.wall, 1)}
-        print(f"[{name}] cpu {cpu - self.cpu:.0f} s, wall {wall - self.wall:.0f} s", flush=True)
-        self.cpu, self.wall = cpu, wall
-        return self.rows[name]
+def read_preset(name: str) -> dict[str, Any]:
+    """The tables of ``presets/<name>`` (a TOML file)."""
+    return read_toml(PRESETS_DIR / name)
 
 
-def humansd(*args: str) -> list[str]:
-    """The command line of ``humansd ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "humansd_core.cli", *args]
-
-
-def synth_command(out: Path, count: int = DATA["count"]) -> list[str]:
-    """``humansd synth`` writing the recipe's training scenes (128 px, seed 0) to ``out``."""
-    return humansd("synth", "--out", str(out), "--count", str(count), "--size", str(DATA["size"]),
-                   "--seed", str(DATA["seed"]))
+def model_config() -> ModelConfig:
+    """The embedded model's architecture (``embedded_model.json``; scale factor 0.18215 until the VAE is measured)."""
+    return ModelConfig.from_json((PRESETS_DIR / "embedded_model.json").read_text(encoding="utf-8"))
 
 
 def recipe_config(work: Path) -> TrainConfig:
-    """``presets/embedded_humansd.toml`` with its relative paths resolved against ``work``.
+    """``embedded_humansd.toml`` with its relative paths resolved against ``work``.
 
     ``work`` must hold what the preset names (``model_config.json``, ``vae.safetensors``,
     ``data/``) or the caller overrides those options.
     """
-    path = PRESETS / "embedded_humansd.toml"
-    return TrainConfig.from_dict(tomllib.loads(path.read_text(encoding="utf-8")), str(path), Path(work))
+    return TrainConfig.from_dict(read_toml(HUMANSD_PRESET), str(HUMANSD_PRESET), Path(work))
 
 
-@torch.no_grad()
-def generate(pipe: object, items: Sequence[tuple[PoseSet, str]], steps: int = embedded.STEPS,
-             cfg: float = embedded.CFG) -> torch.Tensor:
-    """Images ``[N,3,SIZE,SIZE]`` in ``[0,1]`` of ``(pose, prompt)`` items as the demo makes them.
+def humansd(*args: str) -> list[str]:
+    """The command line of ``humansd ARGS`` with this interpreter."""
+    return [sys.executable, "-m", CLI_MODULE, *args]
 
-    DDIM ``steps``, guidance ``cfg``, empty negative and added prompt, seed ``SEED + i``.
-    """
-    return torch.cat([pipe.generate(pose, prompt, negative="", added_prompt="", steps=steps, cfg=cfg,
-                                    seed=embedded.SEED + i, width=embedded.SIZE, height=embedded.SIZE,
-                                    progress=False).images
-                      for i, (pose, prompt) in enumerate(items)])
+
+def synth_command(out: Path, count: int | None = None) -> list[str]:
+    """``humansd synth`` writing the recipe's training scenes (``embedded_data.toml``; ``count`` overrides) to ``out``."""
+    data = read_preset("embedded_data.toml")
+    return humansd("synth", "--out", str(out), "--count", str(count or data["count"]), "--size", str(data["size"]),
+                   "--seed", str(data["seed"]))
+
+
+def write_json(path: Path, value: object) -> None:
+    """Write ``value`` as indented JSON (the recipe's work files: ``model_config.json``, ``metrics.json``)."""
+    path.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")

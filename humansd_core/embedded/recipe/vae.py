@@ -1,6 +1,6 @@
-"""Train a small LDM ``AutoencoderKL`` on synthetic mannequin scenes and their skeleton images.
+"""Recipe step: train a small LDM ``AutoencoderKL`` on synthetic mannequin scenes and their skeleton images.
 
-The trainer (:mod:`.trainer`) keeps the VAE frozen, so a model trained from scratch
+The trainer (:mod:`humansd_core.training.trainer`) keeps the VAE frozen, so a model trained from scratch
 (the embedded tiny HumanSD) first needs an autoencoder of its own. This one learns
 both kinds of image the diffusion model meets: mannequin scenes (what it generates)
 and skeleton images (its pose condition, VAE-encoded), drawn by
@@ -11,15 +11,20 @@ Recipe: a fixed pool of scenes is drawn once; each step takes random square crop
 the same local code), flips some, and minimises ``L1(x, decode(z)) + kl_weight · KL``
 with ``z`` a sample of the posterior (KL-regularised as LDM's ``AutoencoderKL``; the
 KL term is averaged over latent elements, the L1 over pixels). AdamW with a linear
-warm-up and a cosine decay.
+warm-up and a cosine decay to ``min_lr_ratio`` (:func:`~humansd_core.training.lr_schedule.lr_factor`).
 
 The result is a safetensors file with the LDM keys ``first_stage_model.*`` (what
 ``humansd train --vae FILE`` reads), the :class:`VAEConfig` JSON under
 :data:`VAE_METADATA_KEY` and the latent scale factor (``1 / std`` of the posterior
 means of held-out scenes, as SD chose 0.18215) under ``"scale_factor"``.
+
+The embedded model's options are ``presets/embedded_vae.toml`` (:func:`preset_options`);
+``python -m humansd_core.embedded.recipe.vae --out FILE`` trains it alone (the whole
+recipe, :mod:`.humansd`, trains it in-process).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -31,16 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from ..errors import HumanSDError
-from ..fileio import atomic_write_with
-from ..models.checkpoint import VAE_PREFIX
-from ..models.configs import VAEConfig
-from ..models.vae import AutoencoderKL
-from ..pose.render import render_skeleton
-from ..synthetic import sample_scene, scene_rng
+from ...errors import HumanSDError
+from ...fileio import atomic_write_with
+from ...models.checkpoint import VAE_PREFIX
+from ...models.configs import VAEConfig
+from ...models.vae import AutoencoderKL
+from ...pose.render import render_skeleton
+from ...synthetic import sample_scene, scene_rng
+from ...training.lr_schedule import lr_factor
+from .presets import model_config, read_preset
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class VAETrainOptions:
     batch_size: int = 8
     lr: float = 1e-3
     warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
     kl_weight: float = 1e-5
     body_weight: float = 4.0
@@ -184,13 +191,8 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     held_out = draw_pool(opts.eval_count, opts.image_size, opts.seed + 1)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
 
-    def factor(step: int) -> float:
-        if step < opts.warmup_steps:
-            return (step + 1) / opts.warmup_steps
-        progress_ = (step - opts.warmup_steps) / max(1, opts.steps - opts.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, opts.warmup_steps, opts.steps, "cosine", opts.min_lr_ratio))
     g = torch.Generator().manual_seed(opts.seed)
     latent = opts.crop // opts.vae.downsample_factor
     losses: list[float] = []
@@ -219,3 +221,30 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     logger.info("wrote %s (scale factor %s, PSNR scenes %.2f dB, skeletons %.2f dB)", out, scale,
                 result.psnr_scenes, result.psnr_skeletons)
     return result
+
+
+def preset_options(smoke: bool = False) -> VAETrainOptions:
+    """The embedded model's VAE options (``presets/embedded_vae.toml`` on ``embedded_model.json``'s VAE);
+    ``smoke``: 4 steps on a pool of 16 scenes, to check the recipe runs."""
+    values = read_preset("embedded_vae.toml")
+    if smoke:
+        values.update(steps=4, pool=16)
+    return VAETrainOptions(vae=model_config().vae, **values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="the VAE file to write (safetensors)")
+    parser.add_argument("--smoke", action="store_true", help="a few steps, to check the step runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
+    result = train_vae(preset_options(args.smoke), args.out,
+                       progress=lambda step, l1: logger.info("vae step %d L1 %.4f", step, l1))
+    print(f"{result.path}: scale factor {result.scale_factor}, PSNR scenes {result.psnr_scenes:.2f} dB, "
+          f"skeletons {result.psnr_skeletons:.2f} dB, {result.seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

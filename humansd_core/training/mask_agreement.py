@@ -1,11 +1,10 @@
-"""Mask agreement of the heatmap loss's cheap options with the full decode, on a trained model's real predictions.
+"""Mask agreement of the heatmap loss's cheap decode options with the full decode, per timestep bin.
 
-Helper of ``benchmarks/loss_overhead.py`` for ``--checkpoint``. The noise difference
-``ε̂ − ε`` comes from the checkpoint's UNet on VAE-encoded synthetic mannequin scenes
-(:func:`humansd_core.synthetic.sample_scene`, a seed the embedded model never trained
-on) with their own captions and skeleton latents, at timesteps drawn uniformly inside
-``bins`` equal bins of ``0..999`` (the same count per bin), so ``D`` and its mask change
-from sample to sample and with the noise level.
+A diagnostic of the loss (as :class:`~.loss.TimestepBinStats`): given batches of a
+model's noise predictions (:class:`Prediction`; e.g. a trained model's own on synthetic
+scenes, :mod:`humansd_core.embedded.recipe.noise_predictions`), how closely each loss
+option's mask follows the mask of the full VAE decode. ``benchmarks/loss_overhead.py
+--checkpoint`` reports it beside the options' cost.
 
 Each option's latent mask (``(weight − 1) / w``, ``[B,1,h,w]`` in ``[0,1]``) is
 compared per sample with the mask of a full VAE decode and a full-size estimator
@@ -20,28 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from humansd_core.pose.keypoints import PoseSet
-from humansd_core.pose.render import render_skeleton
-from humansd_core.synthetic import sample_scene
-from humansd_core.training.decoders import FullVAEDecoder, LinearLatentDecoder
-from humansd_core.training.loss import HeatmapGuidedLoss
-
-EVAL_SEED = 777  # not the embedded model's training seed (0) nor the demo's evaluation seed (20250)
-
-
-def schedule_alphas() -> torch.Tensor:
-    """``ᾱ_t`` ``[1000]`` of SD's scaled-linear schedule."""
-    return torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2, 0)
-
-
-@dataclass
-class RealBatch:
-    """Encoded scenes: ``z0``/``pose_latent`` ``[B,4,h,w]`` (model space), ``tokens [B,77]``, poses."""
-
-    z0: torch.Tensor
-    pose_latent: torch.Tensor
-    tokens: torch.Tensor
-    poses: list[PoseSet]
+from ..pose.keypoints import PoseSet
+from .latent_decoders import FullVAEDecoder, LinearLatentDecoder
+from .loss import HeatmapGuidedLoss
 
 
 @dataclass
@@ -52,52 +32,6 @@ class Prediction:
     eps: torch.Tensor
     t: torch.Tensor
     poses: list[PoseSet]
-
-
-@torch.no_grad()
-def encode_scenes(models, size: int, count: int, seed: int = EVAL_SEED, start: int = 0) -> RealBatch:
-    """Scenes ``start .. start+count-1`` of ``seed`` (``size²`` px) through the checkpoint's VAE and tokenizer."""
-    images, skeletons, poses, captions = [], [], [], []
-    for index in range(start, start + count):
-        image, pose, caption = sample_scene(np.random.default_rng([seed, index]), size)
-        images.append(image)
-        skeletons.append(render_skeleton(pose))
-        poses.append(pose)
-        captions.append(caption)
-    pixels = torch.from_numpy(np.stack(images + skeletons)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    latents = models.vae.encode(pixels).float() * models.config.scale_factor
-    return RealBatch(latents[:count], latents[count:], models.text_encoder.tokenize(captions), poses)
-
-
-@torch.no_grad()
-def predict(models, batch: RealBatch, t: torch.Tensor, generator: torch.Generator) -> Prediction:
-    """``ε̂ = UNet(cat(z_t, pose), t, text)`` for the batch at timesteps ``t [B]``."""
-    a = schedule_alphas()[t].view(-1, 1, 1, 1)
-    eps = torch.randn(batch.z0.shape, generator=generator)
-    zt = a.sqrt() * batch.z0 + (1 - a).sqrt() * eps
-    context = models.text_encoder.encode_tokens(batch.tokens).float()
-    pred = models.unet(torch.cat([zt, batch.pose_latent], 1), t, context).float()
-    return Prediction(pred, eps, t, batch.poses)
-
-
-def stratified_timesteps(bins: int, per_bin: int, generator: torch.Generator) -> torch.Tensor:
-    """``bins × per_bin`` timesteps, ``per_bin`` uniform draws inside each bin of ``0..999``, shuffled."""
-    edges = torch.linspace(0, 1000, bins + 1).long()
-    ts = torch.cat([torch.randint(int(edges[i]), int(edges[i + 1]), (per_bin,), generator=generator)
-                    for i in range(bins)])
-    return ts[torch.randperm(len(ts), generator=generator)]
-
-
-def model_predictions(models, size: int, bins: int, per_bin: int, batch_size: int,
-                      seed: int = EVAL_SEED) -> list[Prediction]:
-    """``bins × per_bin`` samples (distinct scenes) in batches of ``batch_size``, timesteps mixed as in training."""
-    g = torch.Generator().manual_seed(seed)
-    ts = stratified_timesteps(bins, per_bin, g)
-    out = []
-    for start in range(0, len(ts), batch_size):
-        t = ts[start:start + batch_size]
-        out.append(predict(models, encode_scenes(models, size, len(t), seed, start), t, g))
-    return out
 
 
 def linear_fit_r2(decoder: LinearLatentDecoder, full: FullVAEDecoder, diffs: Sequence[torch.Tensor]) -> float:
