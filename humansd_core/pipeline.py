@@ -1,9 +1,10 @@
 """``HumanSDPipeline``: poses + prompt -> images, over the three networks.
 
-Conditioning (DESIGN.md §1): each pose is drawn as the reference skeleton image at the
-output size, mapped to ``[-1, 1]``, VAE-encoded (posterior mean) and scaled; that
-latent is concatenated to the noisy latent at every UNet call, in both branches of
-classifier-free guidance.
+Conditioning (HumanSD's native pose input): each pose is drawn as the reference skeleton
+image at the output size (:mod:`humansd_core.pose.render`), mapped to ``[-1, 1]``,
+VAE-encoded (posterior mean) and scaled; that latent is concatenated to the noisy latent
+at every UNet call (``[B, 8, h, w]``), in both branches of classifier-free guidance (the
+unconditional branch keeps the pose; only the text changes).
 """
 from __future__ import annotations
 

@@ -21,11 +21,14 @@ from humansd_core.models.checkpoint import (
     expected_shapes,
     init_from_sd21,
     load_models,
+    open_tensors,
+    read_checkpoint,
     read_metadata,
     read_state_dict,
     save_models,
     write_random_checkpoint,
 )
+from humansd_core.models import checkpoint_read
 from humansd_core.models.configs import CONFIG_METADATA_KEY, ModelConfig, sd21_humansd_config, tiny_config
 
 INPUT_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
@@ -299,6 +302,50 @@ def test_safetensors_header_lying_about_offsets(tmp_path: Path) -> None:
     path.write_bytes(bytes(data[:8]) + raw[:n] + bytes(data[8 + n :]))
     with pytest.raises(CheckpointError, match="liar.safetensors"):
         read_state_dict(path)
+
+
+def _raw_safetensors(path: Path, dtype: str, shape: list[int], data: bytes) -> Path:
+    """A one-tensor safetensors file written by hand, so any dtype name can be declared."""
+    header = json.dumps({"t": {"dtype": dtype, "shape": shape, "data_offsets": [0, len(data)]}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    return path
+
+
+@pytest.mark.parametrize("name, dtype", [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
+                                         ("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64")])
+def test_safetensors_reader_knows_fp8_and_unsigned_dtypes(tmp_path: Path, name: str, dtype: str) -> None:
+    torch_dtype = getattr(torch, dtype, None)
+    if torch_dtype is None:  # an older torch: the reader must say so (next test), not read it
+        pytest.skip(f"torch {torch.__version__} has no {dtype}")
+    expected = torch.arange(6, dtype=torch.float32).reshape(2, 3).to(torch_dtype)
+    data = expected.view(torch.uint8).numpy().tobytes()
+    path = _raw_safetensors(tmp_path / f"{name}.safetensors", name, [2, 3], data)
+    got = read_state_dict(path)["t"]
+    assert got.dtype == torch_dtype and torch.equal(got.view(torch.uint8), expected.view(torch.uint8))
+    if torch_dtype.is_floating_point:
+        with open_tensors(path) as source:  # fp8 weights load cast, as a model loader asks
+            assert torch.equal(source.get("t", torch.float32), expected.float())
+
+
+def test_unsupported_safetensors_dtype_is_named_not_called_corrupt(tmp_path: Path, monkeypatch) -> None:
+    path = _raw_safetensors(tmp_path / "f4.safetensors", "F4", [2], b"\x00")
+    with pytest.raises(CheckpointError, match="dtype F4 not supported") as error:
+        read_state_dict(path)
+    assert "corrupt" not in str(error.value)
+    monkeypatch.setitem(checkpoint_read._SAFETENSORS_DTYPES, "U16", None)  # as on a torch without uint16
+    path = _raw_safetensors(tmp_path / "u16.safetensors", "U16", [1], b"\x00\x00")
+    with pytest.raises(CheckpointError, match="dtype U16 not supported .*does not have"):
+        read_state_dict(path)
+
+
+def test_ckpt_is_read_once_for_tensors_and_metadata(tiny_state, tmp_path: Path, monkeypatch) -> None:
+    path = _lightning_ckpt(tmp_path / "model.ckpt", tiny_state, hyper_parameters=HyperParams())
+    parses = []
+    real = checkpoint_read.LazyZipCheckpoint
+    monkeypatch.setattr(checkpoint_read, "LazyZipCheckpoint", lambda p: parses.append(p) or real(p))
+    state, metadata = read_checkpoint(path)
+    assert metadata == {} and state.keys() == tiny_state.keys() and len(parses) == 1
+    assert read_metadata(path) == {} and len(parses) == 1  # a torch file has no metadata: its pickle is not read
 
 
 def test_legacy_torch_format(tiny_state, tmp_path: Path) -> None:

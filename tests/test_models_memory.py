@@ -1,6 +1,6 @@
 """Loading does not double memory: peak RSS growth ≤ 1.3× the loaded weights (fresh processes).
 
-Runs ``benchmarks/checkpoint_memory.py``'s ``write``/``load`` steps on its ~160 M
+Runs ``python -m benchmarks.checkpoint_memory``'s ``write``/``load`` steps on its ~160 M
 parameter "mid" config; the full-size numbers come from that script's main.
 """
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoint_memory.py"
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "benchmarks.checkpoint_memory"  # run as a module from the repository root
 MID_PARAMS = 158_235_564  # UNet 99.1 M + VAE 20.9 M + text 38.2 M
 
 
 def _run(*argv: str) -> dict:
-    out = subprocess.run([sys.executable, str(SCRIPT), "--config", "mid", *argv],
-                         check=True, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-m", SCRIPT, "--config", "mid", *argv],
+                         check=True, capture_output=True, text=True, timeout=600, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

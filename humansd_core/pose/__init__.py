@@ -1,5 +1,7 @@
-"""Poses: the :class:`PoseSet` type, format readers/writers, transforms, the
-skeleton renderer and (imported lazily, it needs torch) the OpenPose body detector.
+"""Poses: the :class:`PoseSet` type, format readers/writers, transforms, the skeleton
+renderer, pose metrics, and the pose estimators (:mod:`.heatmaps`: the one heatmap
+protocol; :mod:`.detect`: the OpenPose body network, imported lazily since it needs torch;
+:mod:`.mannequin_estimator`, :mod:`.mannequin_detect`: the bundled mannequin networks).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Read and write poses in the formats of the ecosystem (DESIGN.md §3a).
+"""Read and write poses in the formats of the ecosystem: ComfyUI's ``POSE_KEYPOINT``, OpenPose, COCO, MMPose.
 
 Readers (auto-detected, one :class:`PoseSet` per frame, COCO-17 pixels):
 

@@ -59,8 +59,8 @@ class EstimatorConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in get_args(Architecture) or self.width < 1 or self.input_size < 16 or self.input_size % 16:
-            raise HumanSDError(f"estimator config: unsupported {self!r} (arch strided/unet, width >= 1, "
-                               f"input_size a multiple of 16)")
+            raise HumanSDError(f"estimator config: unsupported {self!r} (arch one of {get_args(Architecture)}, "
+                               f"width >= 1, input_size a multiple of 16)")
 
     @property
     def stride(self) -> int:

@@ -1,10 +1,11 @@
 """Draw HumanSD skeleton images: the pose condition the model sees.
 
-Pixel-exact to the reference (DESIGN.md §1 "Skeleton image"): 16 COCO-17 limbs in a
-fixed order, colour ``i`` from a 16-hue HLS palette, each limb whose two ends have
-confidence ``> threshold`` drawn as an OpenCV line of ``thickness`` (default line
-type) followed by filled circles of radius ``thickness // 2`` at both ends; people
-in order, later strokes over earlier ones; coordinates truncated with ``int()``.
+Pixel-exact to the HumanSD reference code's skeleton drawing (its renders in
+``tests/data/skeleton/``, keypoints in ``cases.json``, are matched exactly): 16 COCO-17
+limbs in a fixed order, colour ``i`` from a 16-hue HLS palette, each limb whose two ends
+have confidence ``> threshold`` drawn as an OpenCV line of ``thickness`` (default line
+type) followed by filled circles of radius ``thickness // 2`` at both ends; people in
+order, later strokes over earlier ones; coordinates truncated with ``int()``.
 """
 from __future__ import annotations
 

@@ -69,8 +69,8 @@ from .latent_decoders import (
 LossMode = Literal["paper", "reference"]
 DecoderName = Literal["distilled", "full", "reduced", "linear"]
 MaskToLatent = Literal["area", "vae"]
-# The estimator's input size as a fraction of the training image (paper mode): a quarter,
-# what the trainer's measured numbers used (benchmarks/loss_overhead.py, the README table).
+# The estimator's input size as a fraction of the training image (paper mode), for the loss
+# and the trainer's `[loss] estimator_scale` option alike: a quarter.
 DEFAULT_ESTIMATOR_SCALE = 0.25
 
 

@@ -1,7 +1,8 @@
-"""DESIGN.md §3 in a real ComfyUI, with a full SD2.1-layout HumanSD checkpoint of random
-weights: the stock ``CheckpointLoaderSimple`` -> ``KSampler`` graph fails because ComfyUI
-feeds the 8-channel UNet mask + masked image (9 channels); the same graph with the
-one object patch (``HumanSDModelPatch``) samples.
+"""Why the pack has its own loader and patch, shown in a real ComfyUI with a full SD2.1-layout
+HumanSD checkpoint of random weights: ComfyUI detects an 8-channel SD UNet as inpainting, so
+the stock ``CheckpointLoaderSimple`` -> ``KSampler`` graph fails because it feeds the UNet
+mask + masked image (9 channels); the same graph with the one object patch
+(``HumanSDModelPatch``: ``concat_keys = ("concat_image",)``) samples.
 """
 from __future__ import annotations
 
