@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import CheckpointError
 from .pose import PoseSet, load_pose_file, place_on_canvas
 from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's file checks)
+    EMBEDDED_MODEL_NAME,
     POSES_DIR,
     SUMS_NAME,
     WEIGHTS_DIR,
@@ -33,7 +34,10 @@ from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's f
     shipped_digest,
 )
 
-MODEL_NAME = "humansd_tiny.safetensors"
+if TYPE_CHECKING:  # pragma: no cover - torch is imported where images are scored, not to read the constants
+    import torch
+
+MODEL_NAME = EMBEDDED_MODEL_NAME
 SIZE = 128  # the model's canvas (16 x 16 latents)
 # Generation settings of the demo and the evaluation (the model knows no negative prompt:
 # it was trained with caption dropout, so "" is its unconditional text).

@@ -20,6 +20,8 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .errors import HumanSDError
+
 # fsync of a folder fails with these on filesystems that do not support it: nothing to do there.
 _NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
 
@@ -102,3 +104,23 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def require_file(path: str | os.PathLike[str], what: str = "") -> Path:
+    """``path`` as a Path if it is a file this process can open for reading, else ``HumanSDError``.
+
+    The message starts with ``what`` (e.g. ``"--pose"``, when given) and the path, and
+    says which of missing, a folder or unreadable (with the system's reason) it is.
+    """
+    file = Path(path).expanduser()
+    where = f"{what} {file}" if what else str(file)
+    if file.is_dir():
+        raise HumanSDError(f"{where}: a folder, not a file")
+    try:
+        with open(file, "rb"):
+            pass
+    except FileNotFoundError:
+        raise HumanSDError(f"{where}: file not found") from None
+    except OSError as exc:
+        raise HumanSDError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    return file
