@@ -1,10 +1,11 @@
 """``humansd pose``: render skeleton images from pose files, convert pose files.
 
-``humansd pose render INPUT -W 512 -H 512 [--fit|--fill] -o out.png`` reads any
-format of :func:`humansd_core.pose.load_pose_file` (``.json`` or ``.npz``), prints
-what it read and writes the skeleton image(s) atomically. One frame is written to
-``out.png`` itself; several frames go to ``out_0000.png``, ``out_0001.png``, ... (the
-output name with a four-digit frame index before the suffix).
+``humansd pose render INPUT -W 512 -H 512 [--place fit|fill|as-is] -o out.png`` reads
+a pose file (OpenPose or ``POSE_KEYPOINT`` or COCO ``.json``, HumanSD/MMPose ``.npz``),
+scales its canvas onto W x H (``fit``, the default, as everywhere), prints what it read
+and writes the skeleton image(s) atomically. One frame is written to ``out.png``
+itself; several frames go to ``out_0000.png``, ``out_0001.png``, ... (the output name
+with a four-digit frame index before the suffix).
 
 ``humansd pose convert INPUT -o out.json`` writes the poses as OpenPose JSON (one
 frame: a frame dict) or ``POSE_KEYPOINT`` (several frames: a list of frame dicts).
@@ -20,9 +21,11 @@ from PIL import Image
 from ..errors import HumanSDError
 from ..fileio import atomic_path
 from ..pose import (
+    DEFAULT_PLACE,
+    PLACE_MODES,
     filter_people,
     load_pose_file,
-    place_on_canvas,
+    place_and_check,
     render_skeleton,
     scaled_thickness,
     threshold_keypoints,
@@ -30,6 +33,7 @@ from ..pose import (
 )
 from ..pose.keypoints import PoseSet
 from ..pose.render import DEFAULT_THICKNESS, DEFAULT_THRESHOLD
+from . import add_command
 
 
 def frame_paths(output: Path, count: int) -> list[Path]:
@@ -55,11 +59,11 @@ def _read(args: argparse.Namespace) -> list[PoseSet]:
 
 def _render(args: argparse.Namespace) -> int:
     frames = _read(args)
-    mode = "fit" if args.fit else "fill" if args.fill else "as-is"
+    mode = args.place
     images, kept = [], 0
-    for frame in frames:
+    for index, frame in enumerate(frames):
         width, height = args.width or frame.canvas_width, args.height or frame.canvas_height
-        placed = place_on_canvas(frame, width, height, mode)
+        placed = place_and_check(frame, width, height, mode, frame=index, threshold=args.threshold)
         thickness = scaled_thickness(width, height) if args.scale_thickness else args.thickness
         kept += threshold_keypoints(placed, args.threshold).visible_count()
         images.append(render_skeleton(placed, threshold=args.threshold, thickness=thickness))
@@ -101,15 +105,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pose render`` and ``pose convert``."""
-    pose = subparsers.add_parser("pose", help="render or convert pose files")
+    pose = add_command(subparsers, "pose", __doc__, "render or convert pose files")
     actions = pose.add_subparsers(dest="pose_command", required=True, metavar="ACTION")
 
-    render = actions.add_parser("render", help="draw the HumanSD skeleton image of a pose file",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    render = add_command(actions, "render", __doc__, "draw the HumanSD skeleton image of a pose file")
     _add_common(render)
     place = render.add_mutually_exclusive_group()
-    place.add_argument("--fit", action="store_true", help="scale the pose's canvas to fit inside W x H (letterbox)")
-    place.add_argument("--fill", action="store_true", help="scale the pose's canvas to cover W x H (crop)")
+    place.add_argument("--place", choices=PLACE_MODES,
+                       help="pose canvas -> W x H: scale to fit inside (fit, letterbox) or to cover it (fill, crop), "
+                            f"or keep the pixel coordinates (as-is) (default: {DEFAULT_PLACE})")
+    place.add_argument("--fit", dest="place", action="store_const", const="fit", help="the same as --place fit")
+    place.add_argument("--fill", dest="place", action="store_const", const="fill", help="the same as --place fill")
+    render.set_defaults(place=DEFAULT_PLACE)
     width = render.add_mutually_exclusive_group()
     width.add_argument("--thickness", type=_positive_int, default=DEFAULT_THICKNESS,
                        help="line thickness in pixels (default %(default)s, as trained at 512 px)")
@@ -117,6 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="scale the thickness with the shorter image side (10 at 512 px)")
     render.set_defaults(func=_render)
 
-    convert = actions.add_parser("convert", help="write a pose file as OpenPose JSON / POSE_KEYPOINT")
+    convert = add_command(actions, "convert", __doc__, "write a pose file as OpenPose JSON / POSE_KEYPOINT")
     _add_common(convert)
     convert.set_defaults(func=_convert)
