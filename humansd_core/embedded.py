@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import CheckpointError
-from .pose import PoseSet, load_pose_file, place_on_canvas
 from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's file checks)
     EMBEDDED_MODEL_NAME,
     POSES_DIR,
@@ -34,8 +31,11 @@ from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's f
     shipped_digest,
 )
 
-if TYPE_CHECKING:  # pragma: no cover - torch is imported where images are scored, not to read the constants
+if TYPE_CHECKING:  # pragma: no cover - imported where used: reading the constants stays light (the CLI parser)
+    import numpy as np
     import torch
+
+    from .pose import PoseSet
 
 MODEL_NAME = EMBEDDED_MODEL_NAME
 SIZE = 128  # the model's canvas (16 x 16 latents)
@@ -68,6 +68,8 @@ def embedded_model_path() -> Path:
 
 def example_poses(size: int = SIZE) -> list[PoseSet]:
     """The bundled example poses (first frame of each ``assets/poses/*.json``), fitted onto ``size²``."""
+    from .pose import load_pose_file, place_on_canvas
+
     return [place_on_canvas(load_pose_file(path)[0], size, size, "fit") for path in sorted(POSES_DIR.glob("*.json"))]
 
 
@@ -81,6 +83,8 @@ def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = S
     wears (the demo's request: a person, not a pattern); without it, the scene's own
     caption, whose striped or checkered backgrounds the tiny model renders poorly.
     """
+    import numpy as np
+
     from .synthetic import COLOURS, Background, caption, generate_scene, scene_rng
 
     items = list(zip(example_poses(size), EXAMPLE_PROMPTS)) if examples else []
@@ -98,6 +102,8 @@ def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = S
 
 def derangement(n: int, seed: int = 0) -> np.ndarray:
     """A fixed permutation of ``range(n)`` with no fixed point (``n >= 2``): the baseline's pairing."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(n)

@@ -15,16 +15,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-
 from .. import embedded
 from ..errors import CheckpointError, HumanSDError
 from ..shipped_files import EMBEDDED, resolve_checkpoint, shipped_weights
 from . import add_command
 from .pose import write_png
 
-if TYPE_CHECKING:  # pragma: no cover - torch is imported by the handler, after the files are checked
+if TYPE_CHECKING:  # pragma: no cover - numpy and torch are imported by the handler, after the files are checked
+    import numpy as np
     import torch
 
 ZOOM = 2  # tiles are drawn at 2x the model's size
@@ -35,6 +33,7 @@ LABEL_HEIGHT = 18
 
 def _tile(image: torch.Tensor) -> np.ndarray:
     """``[3, H, W]`` in ``[0, 1]`` → RGB uint8 ``[ZOOM·H, ZOOM·W, 3]`` (nearest, so pixels stay visible)."""
+    import numpy as np
     import torch
 
     array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -43,6 +42,9 @@ def _tile(image: torch.Tensor) -> np.ndarray:
 
 def contact_sheet(triplets: list[tuple[str, list[np.ndarray]]], columns: int = COLUMNS) -> np.ndarray:
     """Labelled rows of tile triplets (each RGB uint8 ``[T, T, 3]``) on a grey sheet."""
+    import cv2
+    import numpy as np
+
     tile = triplets[0][1][0].shape[0]
     cell_w, cell_h = 3 * tile + 2 * GAP, tile + LABEL_HEIGHT
     rows = -(-len(triplets) // columns)

@@ -26,13 +26,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .. import defaults
 from ..errors import HumanSDError
 from ..fileio import atomic_path, require_file
-from ..pose.transforms import DEFAULT_PLACE, PLACE_MODES
 from ..shipped_files import EMBEDDED, resolve_checkpoint
 from . import add_command
 
@@ -78,6 +76,8 @@ def _read_poses(path: Path) -> list[Any] | Image.Image:
 
 def _at_size(poses: list[Any] | Image.Image, path: Path, width: int, height: int) -> list[Any]:
     """Pose frames as they are, or the skeleton image resized to ``width x height`` as ``[H, W, 3]`` uint8."""
+    import numpy as np
+
     if not isinstance(poses, Image.Image):
         return poses
     if poses.size != (width, height):
@@ -161,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rounded to the nearest multiple of 64 (default: %(default)s)")
     p.add_argument("--height", type=int, default=defaults.HEIGHT,
                    help="rounded to the nearest multiple of 64 (default: %(default)s)")
-    p.add_argument("--place", choices=PLACE_MODES, default=DEFAULT_PLACE,
+    p.add_argument("--place", choices=defaults.PLACE_MODES, default=defaults.PLACE,
                    help="pose canvas -> output: scale the whole canvas to fit inside (fit, letterbox) or to cover "
                         "the output (fill, crop), or keep the pixel coordinates (as-is) (default: %(default)s)")
     p.add_argument("--batch", type=int, default=1, help="images per pose (default: %(default)s)")

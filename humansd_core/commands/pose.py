@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
 
+from .. import defaults
 from ..errors import HumanSDError
 from ..fileio import atomic_path
-from ..pose import (
-    DEFAULT_PLACE,
-    PLACE_MODES,
-    filter_people,
-    load_pose_file,
-    place_and_check,
-    render_skeleton,
-    scaled_thickness,
-    threshold_keypoints,
-    write_openpose_json,
-)
-from ..pose.keypoints import PoseSet
-from ..pose.render import DEFAULT_THICKNESS, DEFAULT_THRESHOLD
 from . import add_command
+
+if TYPE_CHECKING:  # pragma: no cover - numpy and the pose code are imported by the handlers
+    import numpy as np
+
+    from ..pose.keypoints import PoseSet
 
 
 def frame_paths(output: Path, count: int) -> list[Path]:
@@ -50,6 +43,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def _read(args: argparse.Namespace) -> list[PoseSet]:
+    from ..pose import filter_people, load_pose_file
+
     canvas = (args.width, args.height) if args.width and args.height else None
     frames = load_pose_file(args.input, canvas=canvas)
     if not frames:
@@ -58,6 +53,8 @@ def _read(args: argparse.Namespace) -> list[PoseSet]:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from ..pose import place_and_check, render_skeleton, scaled_thickness, threshold_keypoints
+
     frames = _read(args)
     mode = args.place
     images, kept = [], 0
@@ -77,6 +74,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from ..pose import write_openpose_json
+
     frames = _read(args)
     write_openpose_json(args.output, frames[0] if len(frames) == 1 else frames, threshold=args.threshold)
     print(f"read {args.input}: {len(frames)} frame(s), {sum(f.num_people for f in frames)} people")
@@ -96,9 +95,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-W", "--width", type=_positive_int, help="image width (default: the pose's canvas); "
                         "with -H, also the canvas of inputs that carry none (CMU OpenPose, npz)")
     parser.add_argument("-H", "--height", type=_positive_int, help="image height (default: the pose's canvas)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=defaults.KEYPOINT_THRESHOLD,
                         help="keep keypoints with confidence above this (default %(default)s)")
-    parser.add_argument("--min-score", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--min-score", type=float, default=defaults.KEYPOINT_THRESHOLD,
                         help="keep people with score above this (default %(default)s)")
     parser.add_argument("-o", "--output", required=True, help="output file")
 
@@ -111,14 +110,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render = add_command(actions, "render", __doc__, "draw the HumanSD skeleton image of a pose file")
     _add_common(render)
     place = render.add_mutually_exclusive_group()
-    place.add_argument("--place", choices=PLACE_MODES,
+    place.add_argument("--place", choices=defaults.PLACE_MODES,
                        help="pose canvas -> W x H: scale to fit inside (fit, letterbox) or to cover it (fill, crop), "
-                            f"or keep the pixel coordinates (as-is) (default: {DEFAULT_PLACE})")
+                            f"or keep the pixel coordinates (as-is) (default: {defaults.PLACE})")
     place.add_argument("--fit", dest="place", action="store_const", const="fit", help="the same as --place fit")
     place.add_argument("--fill", dest="place", action="store_const", const="fill", help="the same as --place fill")
-    render.set_defaults(place=DEFAULT_PLACE)
+    render.set_defaults(place=defaults.PLACE)
     width = render.add_mutually_exclusive_group()
-    width.add_argument("--thickness", type=_positive_int, default=DEFAULT_THICKNESS,
+    width.add_argument("--thickness", type=_positive_int, default=defaults.LINE_THICKNESS,
                        help="line thickness in pixels (default %(default)s, as trained at 512 px)")
     width.add_argument("--scale-thickness", action="store_true",
                        help="scale the thickness with the shorter image side (10 at 512 px)")

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HumanSDError
 from .keypoints import COCO17_FLIP_PERMUTATION, PoseSet
 from .render import DEFAULT_THRESHOLD
@@ -18,9 +19,8 @@ from .render import DEFAULT_THRESHOLD
 logger = logging.getLogger(__name__)
 
 PlaceMode = Literal["as-is", "fit", "fill"]
-PLACE_MODES: tuple[str, ...] = ("as-is", "fit", "fill")
-# The one default of every entry point (pipeline, CLI, nodes): the pose's whole canvas scaled onto the output.
-DEFAULT_PLACE: PlaceMode = "fit"
+PLACE_MODES: tuple[str, ...] = defaults.PLACE_MODES
+DEFAULT_PLACE: PlaceMode = defaults.PLACE  # every entry point's default (pipeline, CLI, nodes)
 
 
 def _affine(pose: PoseSet, scale: float, dx: float, dy: float, width: int, height: int) -> PoseSet:
