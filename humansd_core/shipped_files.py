@@ -105,7 +105,8 @@ def shipped_weights(name: str) -> Path:
 
 
 def resolve_checkpoint(value: str | Path, what: str = "") -> Path:
-    """The model file an option names: ``"embedded"`` is the shipped tiny HumanSD, anything else a path.
+    """The model file an option names: the string ``"embedded"`` is the shipped tiny HumanSD, anything
+    else (and every ``Path``) a path.
 
     The embedded file is checked against its SHA-256 (:func:`shipped_weights`); a path
     must be a readable file and not a Git LFS pointer. Cheap (no model is read), so
@@ -116,7 +117,7 @@ def resolve_checkpoint(value: str | Path, what: str = "") -> Path:
         CheckpointError: naming ``what`` and the file: missing, unreadable, a folder,
             a Git LFS pointer, or (embedded) a damaged install.
     """
-    if str(value) == EMBEDDED:
+    if isinstance(value, str) and value == EMBEDDED:
         return shipped_weights(EMBEDDED_MODEL_NAME)
     try:
         path = require_file(value, what)

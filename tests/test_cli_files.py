@@ -36,7 +36,7 @@ def test_the_word_embedded_is_the_shipped_model_checked_by_its_digest() -> None:
     assert path == EMBEDDED_FILE and file_digest(path) == shipped_digest(EMBEDDED_MODEL_NAME)
 
 
-def test_bad_model_files_are_named_with_the_option(tmp_path: Path) -> None:
+def test_bad_model_files_are_named_with_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(CheckpointError, match=r"^--ckpt .*nope\.safetensors: file not found .*or embedded"):
         resolve_checkpoint(tmp_path / "nope.safetensors", "--ckpt")
     with pytest.raises(CheckpointError, match=r"^input .*: a folder, not a file"):
@@ -46,6 +46,9 @@ def test_bad_model_files_are_named_with_the_option(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"^option base .*model\.safetensors: a Git LFS pointer"):
         resolve_checkpoint(pointer, "option base")
     assert resolve_checkpoint(EMBEDDED_FILE) == EMBEDDED_FILE  # a path is a path, no digest asked
+    (tmp_path / "embedded").write_bytes(EMBEDDED_FILE.read_bytes()[:64])
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("./embedded") == Path("embedded")  # a file of that name, not the word
 
 
 def test_convert_reads_the_embedded_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

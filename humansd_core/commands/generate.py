@@ -76,10 +76,10 @@ def _read_poses(path: Path) -> list[Any] | Image.Image:
 
 def _at_size(poses: list[Any] | Image.Image, path: Path, width: int, height: int) -> list[Any]:
     """Pose frames as they are, or the skeleton image resized to ``width x height`` as ``[H, W, 3]`` uint8."""
-    import numpy as np
-
     if not isinstance(poses, Image.Image):
         return poses
+    import numpy as np
+
     if poses.size != (width, height):
         logger.info("resizing skeleton image %s from %dx%d to %dx%d", path, *poses.size, width, height)
         poses = poses.resize((width, height), Image.Resampling.NEAREST)
