@@ -125,13 +125,9 @@ def random_models(arch: str) -> tuple:
 def load_checkpoint(path: str):
     """:class:`HumanSDModels` of ``path`` (``"embedded"``: the packaged tiny HumanSD), fp32."""
     from humansd_core.models import load_models
+    from humansd_core.assets import resolve_checkpoint
 
-    if path == "embedded":
-        from humansd_core.assets import check_weights
-        from humansd_core.embedded import embedded_model_path
-
-        path = str(check_weights(embedded_model_path()))
-    models = load_models(path)
+    models = load_models(resolve_checkpoint(path, "--checkpoint"))
     models.unet.float()
     models.text_encoder.float()
     return models

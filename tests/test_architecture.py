@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "humansd_core"
 # Parts of the core (its top-level modules and sub-packages), bottom layer first.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "defaults", "fileio", "tomlfile", "restricted_pickle", "process_memory"}),
+    frozenset({"errors"}),
+    frozenset({"defaults", "fileio", "tomlfile", "restricted_pickle", "process_memory", "lazy_exports"}),
     frozenset({"assets", "models", "sampling"}),
     frozenset({"pose"}),
     frozenset({"synthetic", "pipeline"}),

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from .evaluation import Accuracy, PoseScore, derangement, evaluation_set, generate_images, pose_accuracy, score_poses
+from ..lazy_exports import lazy_getattr
 from .model import (
     CFG,
     EVAL_COUNT,
@@ -25,8 +25,12 @@ from .model import (
     example_poses,
 )
 
+# The evaluation needs numpy and torch: imported on first use, so reading the settings stays light.
+_EXPORTS = {name: "evaluation" for name in (
+    "Accuracy", "PoseScore", "derangement", "evaluation_set", "generate_images", "pose_accuracy", "score_poses")}
 __all__ = [
     "CFG", "EVAL_COUNT", "EVAL_SEED", "EXAMPLE_PROMPTS", "MAX_PEOPLE", "MODEL_NAME", "SEED", "SIZE", "STEPS",
-    "Accuracy", "PoseScore", "derangement", "embedded_model_path", "evaluation_set", "example_poses",
-    "generate_images", "pose_accuracy", "score_poses",
+    "embedded_model_path", "example_poses", *sorted(_EXPORTS),
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

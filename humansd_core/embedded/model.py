@@ -4,17 +4,21 @@ The package ships a small HumanSD trained on synthetic mannequins
 (``humansd_core/assets/weights/humansd_tiny.safetensors``, recipe and numbers in
 ``humansd_core/assets/MODEL_CARD.md``) so that a fresh clone can show the main job
 without downloading anything. Its generation settings live here, shared by
-``humansd demo``, the evaluation (:mod:`.evaluation`), the tests and the recipe.
+``humansd demo``, the evaluation (:mod:`.evaluation`), the tests and the recipe; this
+module imports neither numpy nor torch, so the CLI parser can read them.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import defaults
-from ..assets import POSES_DIR, WEIGHTS_DIR
-from ..pose import PoseSet, load_pose_file, place_on_canvas
+from ..assets import EMBEDDED_MODEL_NAME, POSES_DIR, WEIGHTS_DIR
 
-MODEL_NAME = "humansd_tiny.safetensors"
+if TYPE_CHECKING:  # pragma: no cover - imported where used: reading the settings stays light (the CLI parser)
+    from ..pose import PoseSet
+
+MODEL_NAME = EMBEDDED_MODEL_NAME
 SIZE = 128  # the model's canvas (16 x 16 latents)
 # Generation settings of the demo and the evaluation (the model knows no negative prompt:
 # it was trained with caption dropout, so "" is its unconditional text).
@@ -40,4 +44,6 @@ def embedded_model_path() -> Path:
 
 def example_poses(size: int = SIZE) -> list[PoseSet]:
     """The bundled example poses (first frame of each ``assets/poses/*.json``), fitted onto ``size²``."""
+    from ..pose import load_pose_file, place_on_canvas
+
     return [place_on_canvas(load_pose_file(path)[0], size, size, "fit") for path in sorted(POSES_DIR.glob("*.json"))]

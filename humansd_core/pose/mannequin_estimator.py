@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..assets import shipped_weights
+from ..assets import ESTIMATOR_NAMES, shipped_weights
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
 from .keypoints import NUM_KEYPOINTS, PoseSet
@@ -41,7 +41,6 @@ from .keypoints import NUM_KEYPOINTS, PoseSet
 METADATA_KEY = "humansd_estimator"
 Architecture = Literal["strided", "unet"]
 Role = Literal["loss", "judge"]
-SHIPPED: dict[Role, str] = {"loss": "estimator_loss.safetensors", "judge": "estimator_judge.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -195,6 +194,6 @@ class TinyHeatmapEstimator:
 
 def shipped_estimator(role: Role, device: str | torch.device = "cpu") -> TinyHeatmapEstimator:
     """The bundled estimator for ``role``: ``"loss"`` (strided net) or ``"judge"`` (U-Net)."""
-    if role not in SHIPPED:
-        raise HumanSDError(f"estimator role: expected one of {sorted(SHIPPED)}, got {role!r}")
-    return TinyHeatmapEstimator.from_file(shipped_weights(SHIPPED[role]), device)
+    if role not in ESTIMATOR_NAMES:
+        raise HumanSDError(f"estimator role: expected one of {sorted(ESTIMATOR_NAMES)}, got {role!r}")
+    return TinyHeatmapEstimator.from_file(shipped_weights(ESTIMATOR_NAMES[role]), device)

@@ -2,39 +2,33 @@
 
 The pose estimators the loss reads come from :mod:`humansd_core.pose`; the embedded demo
 model's own recipe (its VAE, estimators, distillation) is :mod:`humansd_core.embedded.recipe`.
+Names are imported lazily (``humansd_core.training.config`` stays light, so the CLI can
+read a training config before torch is imported; the parts pull in torch on first use).
 """
 from __future__ import annotations
 
-from .distilled_heatmaps import (
-    DistilledHeatmapEstimator,
-    fit_distilled_estimator,
-    shipped_distilled,
-    teacher_heatmaps,
-)
-from .latent_decoders import (
-    FullVAEDecoder,
-    LinearLatentDecoder,
-    ReducedVAEDecoder,
-    fit_linear_decoder,
-)
-from .lora import (
-    LoRAConfig,
-    apply_lora,
-    load_lora,
-    lora_parameters,
-    merge_lora,
-    save_lora,
-)
-from .loss import (
-    HeatmapGuidedLoss,
-    HeatmapLossConfig,
-    LossDiagnostics,
-    TimestepBinStats,
-)
+from ..lazy_exports import lazy_getattr
 
-__all__ = [
-    "DistilledHeatmapEstimator", "FullVAEDecoder", "HeatmapGuidedLoss", "HeatmapLossConfig", "LinearLatentDecoder",
-    "LoRAConfig", "LossDiagnostics", "ReducedVAEDecoder", "TimestepBinStats", "apply_lora", "fit_distilled_estimator",
-    "fit_linear_decoder", "load_lora", "lora_parameters", "merge_lora", "save_lora", "shipped_distilled",
-    "teacher_heatmaps",
-]
+_EXPORTS = {
+    "DistilledHeatmapEstimator": "distilled_heatmaps",
+    "FullVAEDecoder": "latent_decoders",
+    "HeatmapGuidedLoss": "loss",
+    "HeatmapLossConfig": "loss",
+    "LinearLatentDecoder": "latent_decoders",
+    "LoRAConfig": "lora",
+    "LossDiagnostics": "loss",
+    "ReducedVAEDecoder": "latent_decoders",
+    "TimestepBinStats": "loss",
+    "apply_lora": "lora",
+    "fit_distilled_estimator": "distilled_heatmaps",
+    "fit_linear_decoder": "latent_decoders",
+    "load_lora": "lora",
+    "lora_parameters": "lora",
+    "merge_lora": "lora",
+    "save_lora": "lora",
+    "shipped_distilled": "distilled_heatmaps",
+    "teacher_heatmaps": "distilled_heatmaps",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

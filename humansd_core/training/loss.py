@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
@@ -65,13 +65,8 @@ from .latent_decoders import (
     ReducedVAEDecoder,
     fit_linear_decoder,
 )
+from .loss_choices import DEFAULT_ESTIMATOR_SCALE, DecoderName, LossMode, MaskToLatent
 
-LossMode = Literal["paper", "reference"]
-DecoderName = Literal["distilled", "full", "reduced", "linear"]
-MaskToLatent = Literal["area", "vae"]
-# The estimator's input size as a fraction of the training image (paper mode), for the loss
-# and the trainer's `[loss] estimator_scale` option alike: a quarter.
-DEFAULT_ESTIMATOR_SCALE = 0.25
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...assets import WEIGHTS_DIR, record_if_shipped
+from ...assets import ESTIMATOR_NAMES, WEIGHTS_DIR, record_if_shipped
 from ...pose.heatmaps import gaussian_heatmaps
 from ...pose.keypoints import PoseSet
-from ...pose.mannequin_estimator import SHIPPED, EstimatorConfig, TinyHeatmapEstimator, build_network
+from ...pose.mannequin_estimator import EstimatorConfig, TinyHeatmapEstimator, build_network
 from ...synthetic import generate_scene, scene_rng
 from ...training.lr_schedule import lr_factor
 from ..evaluation import Accuracy, pose_accuracy
@@ -182,7 +182,7 @@ def main() -> int:
         print(f"  trained {result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step)")
         print(f"  held-out {count} scenes at {config.input_size} px: PCK@0.1 {at_work.pck:.3f}  "
               f"OKS {at_work.oks:.3f}; at 128 px: PCK@0.1 {at_128.pck:.3f}  OKS {at_128.oks:.3f}")
-        path = args.out / SHIPPED[role]
+        path = args.out / ESTIMATOR_NAMES[role]
         meta = {"role": role, "seed": str(seed), "steps": str(result.steps), "batch": str(batch),
                 "train_seconds": f"{result.seconds:.0f}",
                 "heldout": json.dumps({"count": count, "pck@0.1": round(at_work.pck, 4),
