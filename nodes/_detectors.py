@@ -53,7 +53,8 @@ def _loaded(path: str, mtime_ns: int, device: str):  # noqa: ANN202 - an OpenPos
 
 
 def openpose_detector(weights_path: str, device: str):  # noqa: ANN201 - an OpenPoseBodyDetector
-    """The OpenPose body detector of ``weights_path`` (empty: where comfyui_controlnet_aux keeps the weights) on ``device``."""
+    """The OpenPose body detector of ``weights_path`` on ``device`` (empty path: where comfyui_controlnet_aux
+    keeps the weights)."""
     from ..humansd_core.pose.detect import find_openpose_weights
 
     path = find_openpose_weights(weights_path.strip() or None, aux_pack_dirs=aux_pack_dirs())

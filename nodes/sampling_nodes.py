@@ -33,8 +33,9 @@ class HumanSDPoseConditioning:
             "negative": ("CONDITIONING", {"tooltip": "Text conditioning of what to avoid; it gets the same pose, "
                                                      "as in HumanSD's classifier-free guidance."}),
             "vae": ("VAE", {"tooltip": "The HumanSD model's VAE, to encode the skeleton."}),
-            "skeleton": ("IMAGE", {"tooltip": "Skeleton image(s) at the output size (e.g. from HumanSD Pose from JSON "
-                                              "or HumanSD Pose from Keypoints); N images give N latents, one pose each."}),
+            "skeleton": ("IMAGE", {"tooltip": "Skeleton image(s) at the output size (e.g. from HumanSD Pose from "
+                                              "JSON or HumanSD Pose from Keypoints); N images give N latents, one "
+                                              "pose each."}),
         }}
 
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")

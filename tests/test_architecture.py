@@ -104,7 +104,8 @@ def test_pose_reaches_nothing_of_training_or_embedded() -> None:
 
 def test_the_core_imports_itself_relatively() -> None:
     absolute = [f"{module}:{line} imports {target}" for module in MODULES
-                for target, line, relative in _imports(module) if target.split(".")[0] == "humansd_core" and not relative]
+                for target, line, relative in _imports(module)
+                if target.split(".")[0] == "humansd_core" and not relative]
     assert not absolute, "\n".join(absolute)
 
 

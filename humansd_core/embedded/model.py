@@ -38,7 +38,7 @@ EXAMPLE_PROMPTS = (
 
 
 def embedded_model_path() -> Path:
-    """Path of the embedded model file (it may be missing in a broken install; see :func:`~humansd_core.assets.check_weights`)."""
+    """Path of the embedded model file (missing in a broken install: :func:`~humansd_core.assets.check_weights`)."""
     return WEIGHTS_DIR / MODEL_NAME
 
 

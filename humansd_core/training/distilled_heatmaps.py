@@ -180,7 +180,8 @@ def distillation_source(vae: nn.Module, estimator: HeatmapEstimator) -> dict[str
     without a network (the keypoint Gaussians) gives ``""``.
     """
     network = _network(estimator)
-    return {"vae": weights_digest(getattr(vae, "decoder", vae)), "estimator": weights_digest(network) if network else ""}
+    decoder = getattr(vae, "decoder", vae)
+    return {"vae": weights_digest(decoder), "estimator": weights_digest(network) if network is not None else ""}
 
 
 @torch.no_grad()

@@ -276,8 +276,9 @@ class Trainer:
                                      "time": round(time.perf_counter() - started, 3)})
             if out.sample_every and self.dist.is_main and (self.step % out.sample_every == 0 or self.step == o.steps):
                 with self.ema_weights():
+                    path = self.run_dir / "samples" / f"step-{self.step:08d}.png"
                     write_samples(self.models, self.data.sample_items(out.sample_count), out,
-                                  self.config.data.pose_threshold, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+                                  self.config.data.pose_threshold, path)
             if self.step % out.save_every == 0 or last:
                 self.save_checkpoint()
         bar.close()

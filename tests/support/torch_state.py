@@ -44,7 +44,8 @@ def restore(state: TorchState) -> list[str]:
         try:
             torch.set_num_interop_threads(state["num_interop_threads"])
         except RuntimeError as exc:
-            raise RuntimeError(f"a test changed torch's inter-op thread count, which cannot be put back: {exc}") from exc
+            raise RuntimeError(f"a test changed torch's inter-op thread count, which cannot be put back: {exc}") \
+                from exc
     torch.use_deterministic_algorithms(state["deterministic"], warn_only=state["deterministic_warn_only"])
     torch.set_default_dtype(state["default_dtype"])
     torch.set_grad_enabled(state["grad_enabled"])

@@ -1,4 +1,4 @@
-"""A HumanSD model's own noise differences ``ε̂ − ε`` on synthetic mannequin scenes, timesteps mixed as in training.
+"""A HumanSD model's own noise differences ``ε̂ − ε`` on synthetic scenes, timesteps mixed as in training.
 
 What the heatmap-guided loss sees when it fine-tunes the model: the distilled loss net
 is fitted on these (:mod:`.distilled`) and ``benchmarks/loss_overhead.py --checkpoint``

@@ -48,7 +48,7 @@ def humansd(*args: str) -> list[str]:
 
 
 def synth_command(out: Path, count: int | None = None) -> list[str]:
-    """``humansd synth`` writing the recipe's training scenes (``embedded_data.toml``; ``count`` overrides) to ``out``."""
+    """``humansd synth`` writing the recipe's scenes (``embedded_data.toml``; ``count`` overrides) to ``out``."""
     data = read_preset("embedded_data.toml")
     return humansd("synth", "--out", str(out), "--count", str(count or data["count"]), "--size", str(data["size"]),
                    "--seed", str(data["seed"]))
