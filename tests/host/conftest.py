@@ -1,29 +1,57 @@
-"""Session fixture ``comfy_host``: a real ComfyUI server with this pack loaded.
+"""Session fixtures of the host tests: the pack installed as users install it, in a real ComfyUI.
+
+- ``installed_pack``: this checkout copied as a clone would be (``pack_copy.py``) to
+  ``<session>/custom_nodes/ComfyUI-HumanSD``;
+- ``server_env``: ComfyUI's own environment with the pack's ``requirements.txt``
+  installed from that copy (``server_env.py``);
+- ``comfy_host``: the ComfyUI server of that environment, loading that copy;
 
 Setup failures always fail the tests (never skip), in CI and locally alike.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from .comfy_server import ComfyHost
-from .comfy_setup import REPO_ROOT, ensure_comfyui
+from .comfy_server import PACK_NAME, ComfyHost
+from .comfy_setup import REPO_ROOT
+from .pack_copy import copy_checkout
+from .server_env import ServerEnv, ensure_server_env
 
 _TIMINGS: dict[str, float] = {}
 
 
+def _add_time(key: str, seconds: float) -> None:
+    _TIMINGS[key] = _TIMINGS.get(key, 0.0) + seconds
+
+
 @pytest.fixture(scope="session")
-def comfy_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyHost]:
+def installed_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's copy of the pack: ``<session>/custom_nodes/ComfyUI-HumanSD``."""
     began = time.perf_counter()
-    comfy_dir = ensure_comfyui()
-    _TIMINGS["provision"] = time.perf_counter() - began
-    host = ComfyHost(comfy_dir, REPO_ROOT, tmp_path_factory.mktemp("comfy_host"))
+    pack = copy_checkout(REPO_ROOT, tmp_path_factory.mktemp("custom_nodes", numbered=False) / PACK_NAME)
+    _add_time("pack copy", time.perf_counter() - began)
+    return pack
+
+
+@pytest.fixture(scope="session")
+def server_env(installed_pack: Path) -> ServerEnv:
+    began = time.perf_counter()
+    env = ensure_server_env(installed_pack)
+    _add_time("server env", time.perf_counter() - began)
+    return env
+
+
+@pytest.fixture(scope="session")
+def comfy_host(server_env: ServerEnv, installed_pack: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyHost]:
+    host = ComfyHost(server_env, [installed_pack.parent], tmp_path_factory.mktemp("comfy_host"))
     try:
         host.start()
-        _TIMINGS["start"] = host.start_seconds
+        _TIMINGS["server start"] = host.start_seconds
         yield host
     finally:
         host.stop()
