@@ -5,6 +5,8 @@
 - ``server_env``: ComfyUI's own environment with the pack's ``requirements.txt``
   installed from that copy (``server_env.py``);
 - ``comfy_host``: the ComfyUI server of that environment, loading that copy;
+- ``browser``, ``frontend``, ``comfy_page``: ComfyUI's frontend in headless Chromium
+  (``browser.py``): one browser and one tab per session, reset before each test.
 
 Setup failures always fail the tests (never skip), in CI and locally alike.
 """
@@ -16,12 +18,16 @@ from typing import Iterator
 
 import pytest
 
+from playwright.sync_api import Browser, sync_playwright
+
+from .browser import SCREENSHOT_DIR, VIEWPORT, ComfyPage, launch_chromium
 from .comfy_server import PACK_NAME, ComfyHost
 from .comfy_setup import REPO_ROOT
 from .pack_copy import copy_checkout
 from .server_env import ServerEnv, ensure_server_env
 
 _TIMINGS: dict[str, float] = {}
+_SESSION_START = time.time()
 
 
 def _add_time(key: str, seconds: float) -> None:
@@ -57,7 +63,42 @@ def comfy_host(server_env: ServerEnv, installed_pack: Path,
         host.stop()
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium (Debian's), one for the session."""
+    with sync_playwright() as playwright:
+        began = time.perf_counter()
+        chromium = launch_chromium(playwright)
+        _add_time("browser launch", time.perf_counter() - began)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def frontend(browser: Browser, comfy_host: ComfyHost) -> Iterator[ComfyPage]:
+    """One tab on ``comfy_host``'s frontend in a fresh browser context (no stored settings), opened
+    once (:meth:`ComfyPage.open`: app up, first-run template dialog closed)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = ComfyPage(context.new_page(), comfy_host.base_url).open()
+        _add_time("page open", page.open_seconds)
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def comfy_page(frontend: ComfyPage) -> ComfyPage:
+    """The session's frontend tab, :meth:`~ComfyPage.reset` for this test (blank workflow, nothing recorded)."""
+    return frontend.reset()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _TIMINGS:
         parts = ", ".join(f"{key} {value:.1f} s" for key, value in _TIMINGS.items())
         terminalreporter.write_line(f"ComfyUI host: {parts}")
+    shots = [p for p in SCREENSHOT_DIR.glob("*.png") if p.stat().st_mtime >= _SESSION_START]
+    if shots:
+        terminalreporter.write_line(f"ComfyUI frontend screenshots ({len(shots)} this run): {SCREENSHOT_DIR}")
