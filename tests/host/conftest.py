@@ -9,9 +9,15 @@
   (``browser.py``): one browser and one tab per session, reset before each test.
 
 Setup failures always fail the tests (never skip), in CI and locally alike.
+
+``HUMANSD_COMFY_ARGS`` (optional, for manual checks; CI does not set it) adds arguments to
+the server's command line, e.g. ``--front-end-root <folder>/comfyui_frontend_package/static``
+to run the browser tests against another frontend version unpacked from its wheel.
 """
 from __future__ import annotations
 
+import os
+import shlex
 import time
 from pathlib import Path
 from typing import Iterator
@@ -54,7 +60,8 @@ def server_env(installed_pack: Path) -> ServerEnv:
 @pytest.fixture(scope="session")
 def comfy_host(server_env: ServerEnv, installed_pack: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyHost]:
-    host = ComfyHost(server_env, [installed_pack.parent], tmp_path_factory.mktemp("comfy_host"))
+    host = ComfyHost(server_env, [installed_pack.parent], tmp_path_factory.mktemp("comfy_host"),
+                     extra_args=shlex.split(os.environ.get("HUMANSD_COMFY_ARGS", "")))
     try:
         host.start()
         _TIMINGS["server start"] = host.start_seconds
