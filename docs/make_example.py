@@ -2,10 +2,11 @@
 
     .venv/bin/python -m docs.make_example [--output docs/main_workflow_example.png]
 
-Uses the test harness: ``tests/host/comfy_setup.py`` provisions ComfyUI 0.3.75 into
-``.cache/`` (first run only) and ``tests/host/comfy_server.py`` starts it headless on
-the CPU with this pack loaded. ``workflows/api/humansd_keypoints_to_image.json`` is
-queued as shipped (the embedded model, 128 x 128, DDIM 25 steps, cfg 3, seed 1234)
+Uses the test harness: the pack is copied as a clone would be (``tests/host/pack_copy.py``)
+into a ``custom_nodes`` folder, ``tests/host/server_env.py`` provisions ComfyUI 0.3.75 and its
+own environment with the pack's requirements into ``.cache/`` (first run only), and
+``tests/host/comfy_server.py`` starts it headless on the CPU with that copy loaded.
+``workflows/api/humansd_keypoints_to_image.json`` is queued as shipped (the embedded model, 128 x 128, DDIM 25 steps, cfg 3, seed 1234)
 once per bundled pose (``humansd_core/assets/poses/*.json``, the file's text pasted into
 the pose widget as a user would) with that pose's example prompt
 (``humansd_core.embedded.EXAMPLE_PROMPTS``). Each row of the sheet is the skeleton the
@@ -26,9 +27,10 @@ import torch
 from humansd_core import embedded
 from humansd_core.commands.demo import contact_sheet
 from humansd_core.commands.pose import write_png
-from tests.host.comfy_server import ComfyHost
-from tests.host.comfy_setup import ensure_comfyui
+from tests.host.comfy_server import PACK_NAME, ComfyHost
 from tests.host.inference_prompts import load_api, node_id, saved_images, set_inputs
+from tests.host.pack_copy import copy_checkout
+from tests.host.server_env import ensure_server_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +71,8 @@ def main() -> int:
     files = sorted(POSES_DIR.glob("*.json"))  # the order of embedded.example_poses()
     rows, images = [], []
     with tempfile.TemporaryDirectory(prefix="humansd-example-") as work:
-        host = ComfyHost(ensure_comfyui(), REPO, Path(work))
+        pack = copy_checkout(REPO, Path(work) / "custom_nodes" / PACK_NAME)
+        host = ComfyHost(ensure_server_env(pack), [pack.parent], Path(work) / "host")
         try:
             host.start()
             for path, prompt_text in zip(files, embedded.EXAMPLE_PROMPTS, strict=True):

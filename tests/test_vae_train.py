@@ -1,4 +1,4 @@
-"""Training the autoencoder of a from-scratch model (humansd_core/training/vae_train.py), at toy sizes."""
+"""Training the autoencoder of a from-scratch model (humansd_core/embedded/recipe/vae.py), at toy sizes."""
 from __future__ import annotations
 
 import dataclasses
