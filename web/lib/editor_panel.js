@@ -7,7 +7,7 @@
 // Ctrl+Y work as on the canvas). Undo reloads the graph, which makes new node objects;
 // the panel follows the node by id.
 
-import { editors } from "./node_editor.js";
+import { editors, nodeKey } from "./node_editor.js";
 import {
   addPerson, deleteFrame, deletePerson, duplicateFrame, hasBody, hideJoint, jointLabel, mirrorPerson, moveJoint,
   personJoints, replaceFrames, restoreJoint, setCanvasSize, transformPerson,
@@ -17,6 +17,7 @@ import { COCO17_NAMES } from "./skeleton.js";
 
 const ROTATE_STEP = Math.PI / 12;
 const SCALE_STEP = 1.1;
+const GONE_CHECK_MS = 1000;
 
 function element(tag, className, text) {
   const e = document.createElement(tag);
@@ -47,17 +48,24 @@ export class PosePanel {
    */
   constructor(services) {
     this.services = services;
-    this.nodeId = null;
+    this.key = null;
     this.selection = { person: null, joint: null };
     this.onEditorChange = (event) => {
-      if (event.detail.node.id === this.nodeId) this.bind(event.detail);
+      if (nodeKey(event.detail.node) === this.key) this.bind(event.detail);
+    };
+    // Undo removes every node and makes new ones: close only when no editor came back.
+    this.onEditorRemoved = (event) => {
+      if (event.detail !== this.editor) return;
+      setTimeout(() => {
+        if (this.isOpen() && !editors.byNode.has(this.key)) this.close();
+      }, GONE_CHECK_MS);
     };
     this.build();
   }
 
   /** @returns {boolean} whether the panel is showing */
   isOpen() {
-    return this.nodeId !== null;
+    return this.key !== null;
   }
 
   /**
@@ -65,8 +73,11 @@ export class PosePanel {
    * @param {import("./node_editor.js").NodePoseEditor} editor
    */
   open(editor) {
-    if (!this.isOpen()) editors.addEventListener("change", this.onEditorChange);
-    this.nodeId = editor.node.id;
+    if (!this.isOpen()) {
+      editors.addEventListener("change", this.onEditorChange);
+      editors.addEventListener("removed", this.onEditorRemoved);
+    }
+    this.key = nodeKey(editor.node);
     this.selection = { person: null, joint: null };
     document.body.append(this.root);
     this.view.fit();
@@ -79,7 +90,8 @@ export class PosePanel {
   close() {
     if (!this.isOpen()) return;
     editors.removeEventListener("change", this.onEditorChange);
-    this.nodeId = null;
+    editors.removeEventListener("removed", this.onEditorRemoved);
+    this.key = null;
     this.editor = null;
     this.root.remove();
   }
@@ -194,7 +206,7 @@ export class PosePanel {
     this.root.addEventListener("pointerdown", (event) => {
       if (event.target === this.root) this.close();
     });
-    this.panel.addEventListener("keydown", (event) => this.key(event));
+    this.panel.addEventListener("keydown", (event) => this.onKey(event));
     for (const type of ["keyup", "keypress", "paste", "copy", "cut"]) this.panel.addEventListener(type, (e) => e.stopPropagation());
   }
 
@@ -430,7 +442,7 @@ export class PosePanel {
     }
   }
 
-  key(event) {
+  onKey(event) {
     event.stopPropagation(); // keep the graph's shortcuts (Delete removes nodes) off the panel
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName);
     if (event.key === "Escape") return this.close();

@@ -21,10 +21,20 @@ export const REFERENCE_PROPERTY = "humansd_reference_image";
 const PARSE_DELAY_MS = 150;
 const MIN_HEIGHT = 180;
 
-/** Editors by node id, and a "change" event (detail: the editor) after each update. */
+/** Editors by node key, a "change" event (detail: the editor) after each update, "removed" when a node goes. */
 export const editors = Object.assign(new EventTarget(), { byNode: new Map() });
-/** Frame shown per node id, kept across the graph reloads of undo and redo. */
+/** Frame shown per node key, kept across the graph reloads of undo and redo. */
 const shownFrame = new Map();
+
+/**
+ * A node's key: its id within its graph (ids repeat across subgraphs). Undo and redo
+ * reload the graph into new node objects with the same keys.
+ * @param {{id: number, graph?: {id?: string}}} node
+ * @returns {string}
+ */
+export function nodeKey(node) {
+  return `${node.graph?.id ?? ""}:${node.id}`;
+}
 const images = new Map();
 
 /**
@@ -99,11 +109,11 @@ export class NodePoseEditor {
 
   get frame() {
     const count = this.doc?.frames.length ?? 0;
-    return Math.min(Math.max(0, shownFrame.get(this.node.id) ?? 0), Math.max(0, count - 1));
+    return Math.min(Math.max(0, shownFrame.get(nodeKey(this.node)) ?? 0), Math.max(0, count - 1));
   }
 
   set frame(f) {
-    shownFrame.set(this.node.id, f);
+    shownFrame.set(nodeKey(this.node), f);
   }
 
   // -- building ------------------------------------------------------------------------
@@ -202,7 +212,9 @@ export class NodePoseEditor {
     clearTimeout(this.parseTimer);
     this.parseSerial++;
     this.view.destroy();
-    if (editors.byNode.get(this.node.id) === this) editors.byNode.delete(this.node.id);
+    const key = nodeKey(this.node);
+    if (editors.byNode.get(key) === this) editors.byNode.delete(key);
+    editors.dispatchEvent(new CustomEvent("removed", { detail: this }));
   }
 
   // -- reading the text ----------------------------------------------------------------
@@ -367,10 +379,11 @@ export class NodePoseEditor {
     this.statusLabel.textContent = lines.join(" · ");
     this.statusLabel.title = lines.join("\n");
     this.element.dataset.state = s.kind;
+    this.element.dataset.node = String(this.node.id);
     this.element.dataset.warning = lines.length ? "yes" : "no";
     this.view.setScene(scene);
     this.message.textContent = s.kind === "ok" ? (count ? "" : "The pose has no frames: add a person in the editor panel.") : s.message;
-    editors.byNode.set(this.node.id, this);
+    if (this.node.graph && this.node.id !== -1) editors.byNode.set(nodeKey(this.node), this);
     editors.dispatchEvent(new CustomEvent("change", { detail: this }));
   }
 }

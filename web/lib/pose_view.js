@@ -95,7 +95,8 @@ export class PoseView {
    */
   zoom(factor, about) {
     const view = this.currentView();
-    const [ax, ay] = about ?? [this.canvas.clientWidth / 2, this.canvas.clientHeight / 2];
+    const [w, h] = this.layoutSize();
+    const [ax, ay] = about ?? [w / 2, h / 2];
     const scale = Math.min(64, Math.max(0.02, view.scale * factor));
     const f = scale / view.scale;
     this.view = { scale, x: ax - (ax - view.x) * f, y: ay - (ay - view.y) * f };
@@ -121,7 +122,8 @@ export class PoseView {
   fittedView() {
     if (!this.scene) return null;
     const { width, height } = this.scene.output;
-    return fitRect(width, height, this.canvas.clientWidth || 1, this.canvas.clientHeight || 1, this.options.margin ?? 0);
+    const [w, h] = this.layoutSize();
+    return fitRect(width, height, w || 1, h || 1, this.options.margin ?? 0);
   }
 
   currentView() {
@@ -157,10 +159,21 @@ export class PoseView {
     return 1 / (this.currentView().scale * this.scene.place.scale);
   }
 
+  /**
+   * The canvas box in CSS pixels as laid out, fractions kept and before the frontend's
+   * CSS zoom of DOM widgets (clientWidth rounds, getBoundingClientRect zooms).
+   * @returns {number[]} [width, height]
+   */
+  layoutSize() {
+    const style = getComputedStyle(this.canvas);
+    return [parseFloat(style.width) || 0, parseFloat(style.height) || 0];
+  }
+
   clientToLocal(event) {
     const rect = this.canvas.getBoundingClientRect();
-    const sx = rect.width ? this.canvas.clientWidth / rect.width : 1;
-    const sy = rect.height ? this.canvas.clientHeight / rect.height : 1;
+    const [w, h] = this.layoutSize();
+    const sx = rect.width ? w / rect.width : 1;
+    const sy = rect.height ? h / rect.height : 1;
     return [(event.clientX - rect.left) * sx, (event.clientY - rect.top) * sy];
   }
 
@@ -172,15 +185,14 @@ export class PoseView {
   draw() {
     const canvas = this.canvas;
     const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth;
-    const height = canvas.clientHeight;
+    const [width, height] = this.layoutSize();
     if (!width || !height) return;
     if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
       canvas.width = Math.round(width * ratio);
       canvas.height = Math.round(height * ratio);
     }
     const ctx = canvas.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.setTransform(canvas.width / width, 0, 0, canvas.height / height, 0, 0);
     ctx.fillStyle = "#2b2b2b";
     ctx.fillRect(0, 0, width, height);
     if (!this.scene) return;
