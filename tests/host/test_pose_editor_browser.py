@@ -255,6 +255,27 @@ def test_panel_person_tools_and_joints(editor: PoseEditorPage) -> None:
 
 
 
+def test_panel_zoom_and_pan_keep_the_mouse_on_the_joints(editor: PoseEditorPage) -> None:
+    editor.load(MAIN)
+    editor.open_panel()
+    (frame,) = editor.pose()
+    box = editor.box(editor.panel_canvas)
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    k, _, _, _, _ = editor.page_per_pose_pixel(editor.panel_canvas, margin=24)
+    fitted_wrist = editor.panel_joint_on_page(frame, 0, LEFT_WRIST)
+    editor.click("zoom-in")  # x1.25 about the middle of the view
+    assert editor.page.page.locator(f"{PANEL} .humansd-panel-zoom").inner_text() == "125%"
+    wrist = (centre[0] + (fitted_wrist[0] - centre[0]) * 1.25, centre[1] + (fitted_wrist[1] - centre[1]) * 1.25)
+    editor.page.drag((box["x"] + 6, box["y"] + 6), (box["x"] + 56, box["y"] + 36), steps=5)  # pan: empty corner
+    wrist = (wrist[0] + 50, wrist[1] + 30)
+    editor.page.drag(wrist, (wrist[0] + 25, wrist[1] - 10), steps=6)
+    (after,) = editor.pose()
+    _assert_joint_moved(frame, after, 0, LEFT_WRIST, 25 / (k * 1.25), -10 / (k * 1.25))
+    editor.click("fit")
+    assert editor.panel_joint_on_page(after, 0, LEFT_WRIST) == pytest.approx(
+        (fitted_wrist[0] + 25 / 1.25, fitted_wrist[1] - 10 / 1.25), abs=0.02)
+
+
 def test_paste_a_pose_keypoint_frame(editor: PoseEditorPage) -> None:
     editor.load(MAIN)
     editor.open_panel()
@@ -290,7 +311,7 @@ def test_a_saved_workflow_reloads_the_same_pose(editor: PoseEditorPage) -> None:
     assert editor.text() != text
     editor.load(json.loads(json.dumps(saved)), "saved")
     assert editor.text() == text
-    node = next(n for n in saved["nodes"] if n["id"] == editor.node_id)
+    node = next(n for n in saved["nodes"] if n["type"] == "HumanSDPoseFromJSON")
     assert node["widgets_values"][0] == text and len(node["widgets_values"]) == 8  # the editor adds no value
     np.testing.assert_array_equal(editor.bitmap(editor.node_selector()), bitmap)
 
