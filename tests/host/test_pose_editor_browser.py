@@ -118,6 +118,7 @@ def test_node_widget_draws_the_skeleton_where_the_joints_are(editor: PoseEditorP
     _, left, top, view, _ = editor.page_per_pose_pixel(editor.node_selector())
     assert math.isclose(view * 512, min(box["width"], box["height"]), rel_tol=1e-6)
     assert image[int((top - box["y"] + 3) * ratio), int((left - box["x"] + 3) * ratio)].tolist() == [0, 0, 0]
+    editor.show(left=420, top=150)  # clear of the frontend's floating workflow menu
     _save_screenshot(editor, "pose_editor_node", editor.page.node_rect(editor.node_id))
 
 

@@ -35,23 +35,29 @@ const shownFrame = new Map();
 export function nodeKey(node) {
   return `${node.graph?.id ?? ""}:${node.id}`;
 }
+/** Reference images by URL: {image, waiting} (callbacks to run once it has loaded). */
 const images = new Map();
 
 /**
  * An <img> of an input-folder image, loaded once per URL.
  * @param {string} url
- * @param {() => void} onLoad
+ * @param {() => void} onLoad called once when it has loaded (if it has not yet)
  * @returns {HTMLImageElement}
  */
 function referenceImage(url, onLoad) {
-  let image = images.get(url);
-  if (!image) {
-    image = new Image();
-    image.src = url;
-    images.set(url, image);
+  let entry = images.get(url);
+  if (!entry) {
+    entry = { image: new Image(), waiting: new Set() };
+    const waiting = entry.waiting;
+    entry.image.addEventListener("load", () => {
+      for (const callback of waiting) callback();
+      waiting.clear();
+    });
+    entry.image.src = url;
+    images.set(url, entry);
   }
-  if (!image.complete) image.addEventListener("load", onLoad, { once: true });
-  return image;
+  if (!entry.image.complete) entry.waiting.add(onLoad);
+  return entry.image;
 }
 
 function button(label, title, onClick) {
@@ -87,6 +93,7 @@ export class NodePoseEditor {
     this.parseSerial = 0;
     this.parseTimer = 0;
     this.gestureStart = null;
+    this.refreshLater = () => this.refresh();
     this.build();
     this.watch();
     this.textChanged();
@@ -331,7 +338,7 @@ export class NodePoseEditor {
       place: placement(frame.canvas_width, frame.canvas_height, output.width, output.height, o.placement),
       threshold: o.threshold,
       thickness: o.scaleThickness ? scaledThickness(output.width, output.height, o.thickness) : o.thickness,
-      reference: reference.image ? referenceImage(this.services.server.imageURL(reference.image), () => this.refresh()) : null,
+      reference: reference.image ? referenceImage(this.services.server.imageURL(reference.image), this.refreshLater) : null,
       referenceOpacity: reference.opacity,
     };
   }
