@@ -1,6 +1,7 @@
 """HTTP routes the pose editor of the pack (``web/``) calls on ComfyUI's own server.
 
-- ``POST /humansd/pose/parse`` ``{"text": "<pose JSON>"}``: the pose in the editor's
+- ``POST /humansd/pose/parse`` ``{"text": "<pose JSON>", "source": "pose_json"}`` (``source``,
+  optional, names the text in error messages): the pose in the editor's
   layout (:mod:`humansd_core.pose.editor_format`), answered
   ``{"ok": true, "frames", "single", "format", "notes"}``; a text the readers refuse is an
   answer too, ``{"ok": false, "error": "<the readers' message, naming the field>"}`` (status

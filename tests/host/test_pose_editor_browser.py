@@ -286,7 +286,7 @@ def test_paste_a_pose_keypoint_frame(editor: PoseEditorPage) -> None:
     paste.fill('[{"canvas_width": 512, "canvas_height": 512, "people": [{"pose_keypoints_2d": [1, 2, 0.5]}]}]')
     editor.click("paste-frame")
     note.and_(editor.page.page.locator('[data-state="error"]')).wait_for()
-    assert "people[0].pose_keypoints_2d: expected 54 or 75 or 51 numbers, got 3" in note.inner_text()
+    assert "pasted pose frame 0: people[0].pose_keypoints_2d: expected 54 or 75 or 51 numbers, got 3" in note.inner_text()
     assert editor.pose() == [start]  # nothing changed
     body_n = [v / 512 if i % 3 != 2 else v for i, v in enumerate(body(start, 0))]
     body_n[3 * 4] += 0.1  # the right wrist further right

@@ -72,6 +72,11 @@ def test_a_bad_paste_gets_the_readers_message(comfy_host: ComfyHost, text: str, 
     assert body["ok"] is False and message in body["error"], body
 
 
+def test_the_error_names_the_source_it_is_given(comfy_host: ComfyHost) -> None:
+    body = _parse(comfy_host, {"text": '{"people": [{"pose_keypoints_2d": []}]}', "source": "pasted pose"}).json()
+    assert body["ok"] is False and body["error"].startswith("pasted pose: canvas: no canvas size"), body
+
+
 @pytest.mark.parametrize("body", [{"pose": "{}"}, ["text"], {"text": 5}])
 def test_a_request_without_text_is_a_bad_request(comfy_host: ComfyHost, body: object) -> None:
     answer = _parse(comfy_host, body)

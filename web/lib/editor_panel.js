@@ -393,7 +393,7 @@ export class PosePanel {
     const text = this.pasteText.value;
     this.pasteMessage.textContent = "reading…";
     this.pasteMessage.dataset.state = "loading";
-    const result = await this.services.server.parse(text);
+    const result = await this.services.server.parse(text, "pasted pose");
     if (!result.ok) {
       this.pasteMessage.textContent = result.error;
       this.pasteMessage.dataset.state = "error";

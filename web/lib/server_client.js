@@ -17,15 +17,16 @@ export class PoseServer {
   /**
    * Read pose text with the pack's readers.
    * @param {string} text anything pose_json accepts
+   * @param {string} [source="pose_json"] what the text is, named first in error messages
    * @returns {Promise<{ok: true, answer: {frames: object[], single: boolean, format: string, notes: string[]}} | {ok: false, error: string}>}
    */
-  async parse(text) {
+  async parse(text, source = "pose_json") {
     let response;
     try {
       response = await this.api.fetchApi(PARSE_ROUTE, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text }),
+        body: JSON.stringify({ text, source }),
       });
     } catch (error) {
       return { ok: false, error: `the server did not answer ${PARSE_ROUTE}: ${error}` };
