@@ -18,6 +18,7 @@ running ComfyUI; importing the pack anywhere else registers nothing.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from ..humansd_core.errors import HumanSDError
@@ -75,12 +76,15 @@ def register_routes(routes) -> None:
 
 
 def install() -> bool:
-    """Register the routes on the running ComfyUI server; False when there is none."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+    """Register the routes on the running ComfyUI server; False when there is none.
+
+    The server is looked up, never imported: ComfyUI's ``main.py`` imports its ``server``
+    module and creates the ``PromptServer`` before it loads custom nodes, while importing
+    ``server`` anywhere else (a script that lists the pack's nodes from ComfyUI's folder)
+    would start ComfyUI's device set-up and fail on a machine without its GPU.
+    """
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if instance is None:
         return False
     register_routes(instance.routes)
