@@ -177,8 +177,11 @@ def test_full_finetune_of_unet_and_text_tower_from_pixels(data: Path, tmp_path: 
                "gradient_checkpointing": True, "caption_dropout": 0.5}
     trainer = Trainer(tiny_train_config(data, tmp_path / "run", **options))
     assert trainer.data.dataset.latent_cache is None and trainer.data.text_cache is None
-    result = trainer.train()
+    loss, _ = trainer.micro_step(collate([trainer.data.dataset[(i, 0)] for i in range(2)]), 0)
+    loss.backward()
     assert all(p.grad is not None for _, p in trainer.params)  # no unused weights (DDP would fail on them)
+    result = trainer.train()
+    assert all(p.grad is None for _, p in trainer.params)  # gradients are not kept between steps
     names = [n for n, _ in trainer.params]
     assert any(n.startswith("text_encoder.") for n in names) and any(n.startswith("unet.") for n in names)
     start, end = load_models(tmp_path / "run" / "init.safetensors"), load_models(result.output)

@@ -80,8 +80,11 @@ class ComfyHost:
         if not link.is_symlink():
             link.symlink_to(self.pack_dir, target_is_directory=True)
         config = self.work_dir / "extra_model_paths.yaml"
+        # is_default: these folders come first, so nodes that save models (HumanSD Save LoRA / Checkpoint)
+        # write into this session's folders, never into the shared ComfyUI's own models/.
         config.write_text(
             "humansd_tests:\n"
+            "    is_default: true\n"
             f"    custom_nodes: {self.custom_nodes_dir}\n"
             f"    checkpoints: {self.checkpoints_dir}\n"
             f"    loras: {self.loras_dir}\n"
