@@ -9,7 +9,8 @@ The core trainer (``humansd_core.training.trainer.Trainer``) is given a
   ``transformer_options`` (its patches and ``DIFFUSION_MODEL`` wrappers) as ComfyUI's
   own sampling does, a forward hook returns float32. LoRA mode puts the core's
   adapters on it in place (the base weights are not copied) and takes them off again;
-  full mode trains a float32 copy of it (the input MODEL stays as it was).
+  full mode trains its weights in place and puts the MODEL's own back afterwards
+  (:class:`TrainingNetworks`).
 - ``vae``: :class:`ComfyLatentCodec` over the VAE's ``first_stage_model``
   (``encode_dist``/``encode``/``decode`` on unscaled latents, images in ``[-1, 1]``).
 - ``text_encoder``: :class:`PromptContexts`, every prompt of the run encoded once by
@@ -26,14 +27,17 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..humansd_core.errors import CheckpointError, HumanSDError
+from ..humansd_core.fileio import atomic_write_with
 from ..humansd_core.models.checkpoint import HumanSDModels
 from ..humansd_core.models.configs import ModelConfig
+from ..humansd_core.models.safetensors_write import write_safetensors
 from ..humansd_core.training.config import ModelOptions
 from ..humansd_core.training.lora import lora_layers
 from ..humansd_core.training.modules import prepare_for_training
@@ -193,35 +197,39 @@ def _as_normal_tensors(module: nn.Module) -> None:
                 setattr(owner, name, buffer.clone())
 
 
-def float32_copy(patcher: Any, unet: nn.Module) -> nn.Module:
-    """A new ComfyUI UNet of the MODEL's layout holding a float32 copy of ``unet``'s weights (on its device)."""
+def _same_layout(patcher: Any, unet: nn.Module) -> nn.Module:
+    """An empty (meta-device) ComfyUI UNet of the MODEL's layout and operations, for weights to be assigned."""
     import comfy.ops
 
-    config = {**patcher.model.model_config.unet_config, "dtype": torch.float32}
-    device = next(unet.parameters()).device
-    copy = type(unet)(**config, device=device, operations=comfy.ops.disable_weight_init)
-    missing, unexpected = copy.load_state_dict(unet.state_dict(), strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"model: the UNet's copy does not take its weights (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
-    return copy
+    model = patcher.model
+    config = model.model_config.unet_config
+    ops = comfy.ops.pick_operations(config.get("dtype", None), model.manual_cast_dtype)
+    return type(unet)(**config, device="meta", operations=ops)
 
 
 class TrainingNetworks:
     """The run's networks on the device, prepared for training; restores the MODEL on exit.
 
-    ``with TrainingNetworks(model, vae, contexts, config, options) as nets: nets.models``
-    (:class:`HumanSDModels` for ``Trainer(models=...)``). On exit (success, error or
-    cancel) the LoRA adapters, hooks and recomputation wrappers come off ComfyUI's UNet
-    and its flags are restored; in full mode ``nets.trained_unet`` is the trained copy.
+    ``with TrainingNetworks(model, vae, contexts, config, options, dtype, backup_dir=...) as nets:
+    nets.models`` (:class:`HumanSDModels` for ``Trainer(models=...)``). On exit (success, error
+    or cancel) the LoRA adapters, hooks and recomputation wrappers come off ComfyUI's UNet and
+    its flags are restored. Full mode trains ComfyUI's UNet in place, in float32, after
+    writing its weights to ``backup_dir`` (one tensor at a time: no second copy in memory);
+    on exit the trained weights move into :attr:`trained_unet` (a new UNet of the same layout,
+    success only) and the MODEL's own weights come back from that file.
     """
 
     def __init__(self, model: Any, vae: Any, contexts: dict[str, torch.Tensor], config: ModelConfig,
-                 options: ModelOptions, compute_dtype: torch.dtype, seed: int = 0) -> None:
+                 options: ModelOptions, compute_dtype: torch.dtype, seed: int = 0,
+                 backup_dir: Path | None = None) -> None:
         """``seed``: of the new LoRA adapters' initial weights (as ``humansd train`` seeds them)."""
+        if options.mode == "full" and backup_dir is None:
+            raise HumanSDError("full fine-tuning needs a folder for the model's own weights while it trains")
         self.model, self.vae, self.contexts, self.config = model, vae, contexts, config
         self.options, self.compute_dtype, self.seed = options, compute_dtype, seed
+        self.backup = None if backup_dir is None else Path(backup_dir) / ".untrained-unet.safetensors"
         self.trained_unet: nn.Module | None = None
+        self._backed_up = False
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> TrainingNetworks:
@@ -229,17 +237,18 @@ class TrainingNetworks:
 
         patcher = self.model.clone()
         mm.load_models_gpu([patcher, self.vae.patcher], memory_required=1e20, force_full_load=True)
-        base = patcher.model.diffusion_model
-        device = next(base.parameters()).device
+        unet = patcher.model.diffusion_model
+        device = next(unet.parameters()).device
+        self.patcher, self.unet = patcher, unet
         stack = self._stack
         try:
+            _as_normal_tensors(unet)
+            flags = {name: p.requires_grad for name, p in unet.named_parameters()}
+            stack.callback(lambda: [p.requires_grad_(flags.get(n, False)) for n, p in unet.named_parameters()])
             if self.options.mode == "full":
-                unet = self.trained_unet = float32_copy(patcher, base)
+                atomic_write_with(self.backup, lambda tmp: write_safetensors(tmp, unet.state_dict()))
+                self._backed_up = True
             else:
-                unet = base
-                _as_normal_tensors(unet)
-                flags = [(p, p.requires_grad) for p in unet.parameters()]
-                stack.callback(lambda: [p.requires_grad_(flag) for p, flag in flags])
                 before = dict(unet.named_modules())
                 stack.callback(self._remove_lora, unet, before)
             stack.callback(unet.train, unet.training)
@@ -254,9 +263,8 @@ class TrainingNetworks:
                 stack.enter_context(checkpointed_layers(unet))
             stack.enter_context(unet_call_adapter(unet, self.compute_dtype, _transformer_options(patcher)))
         except BaseException:
-            stack.close()
+            self._close(success=False)
             raise
-        self.patcher = patcher
         return self
 
     @staticmethod
@@ -266,8 +274,25 @@ class TrainingNetworks:
         for name in lora_layers(unet):
             comfy.utils.set_attr(unet, name, before[name])
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def _close(self, success: bool) -> None:
+        try:
+            if self.options.mode == "full" and success:
+                trained = _same_layout(self.patcher, self.unet)
+                trained.load_state_dict(self.unet.state_dict(), assign=True)
+                self.trained_unet = trained.requires_grad_(False).eval()
+        finally:
+            try:
+                if self._backed_up:
+                    from safetensors.torch import load_file
+
+                    device = next(self.unet.parameters()).device
+                    self.unet.load_state_dict(load_file(str(self.backup), device=str(device)), assign=True)
+                    self.backup.unlink()
+            finally:
+                self._stack.close()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._close(success=exc_type is None)
 
 
 # -- files ---------------------------------------------------------------------------------------------

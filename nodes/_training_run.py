@@ -8,6 +8,7 @@ The run folder ``<output>/humansd_training/<run_name>_NNNNN`` is the core traine
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import uuid
@@ -223,23 +224,28 @@ def run_training(model: Any, clip: Any, vae: Any, data: Any, s: RunSettings, mod
     hooks = TrainHooks(on_step=progress.on_step, on_samples=progress.on_samples)
     with torch.inference_mode(False), torch.enable_grad():
         networks = TrainingNetworks(model, vae, contexts, model_config, config.model,
-                                    torch.float32 if s.mode == "full" else unet_dtype, seed=s.seed)
+                                    torch.float32 if s.mode == "full" else unet_dtype, seed=s.seed,
+                                    backup_dir=run_dir)
         with networks:
             if s.mode == "full":
                 def export(trainer: Trainer) -> Path:
                     path = trainer.run_dir / "model.safetensors"
                     meta = {TRAINING_METADATA_KEY: json.dumps(training_metadata(trainer))}
-                    save_models(ldm_state_dict(networks.trained_unet, model, clip, vae), path, model_config,
+                    save_models(ldm_state_dict(networks.unet, model, clip, vae), path, model_config,
                                 dtype=torch.float16, extra_metadata=meta)
                     return path
 
                 hooks.export = export
             trainer = Trainer(config, models=networks.models, samples=data.records, hooks=hooks)
             progress.bar.update_absolute(trainer.step, s.steps)
+            if trainer.step == 0 and s.validation_every:  # what the model makes before training, to compare with
+                progress.on_samples(0, write_samples(trainer, run_dir / "samples" / f"step-{0:08d}.png"))
             result = trainer.train()
             if not progress.validation:  # resumed at the last step: nothing was trained, so nothing sampled yet
                 progress.validation = write_samples(trainer, run_dir / "samples" / f"step-{trainer.step:08d}.png")
             entries = list(trainer.log.entries)
+            del trainer  # its optimiser state goes before the MODEL's own weights come back (full mode)
+            gc.collect()
     if result.output is None:
         raise HumanSDError(f"{run_dir}: the run stopped at step {result.step} of {s.steps} without exporting")
     curve = run_dir / "loss.png"

@@ -204,12 +204,14 @@ class HumanSDTrain:
                 "data": (DATA_TYPE, {"tooltip": "Samples from HumanSD Training Data."}),
                 "mode": (["lora", "full"], {"default": "lora", "tooltip": (
                     "lora: small adapters on the attention and feed-forward layers of ComfyUI's own UNet (no "
-                    "copy of the weights); full: every UNet weight, on a float32 copy (the input model is not "
-                    "changed; needs about 4x the UNet's size in memory with AdamW, 2x with adafactor).")}),
+                    "copy of the weights); full: every UNet weight, trained in place in float32 while the "
+                    "model's own weights wait on disk in the run folder, put back afterwards (the input model is not "
+                    "changed). Memory on top of the float32 UNet: gradients (1x) and optimiser state (adamw 2x, "
+                    "adafactor about 0.5x).")}),
                 "steps": ("INT", {"default": 500, "min": 1, "max": 1000000, "tooltip": "Optimiser steps."}),
                 "learning_rate": ("FLOAT", {"default": 1e-4, "min": 0.0, "max": 1.0, "step": 1e-6, "round": False,
-                                            "tooltip": "Peak learning rate (the reference fine-tuned the whole "
-                                                       "UNet at 2e-5; LoRAs take 1e-4 to 1e-3)."}),
+                                            "tooltip": "Peak learning rate (LoRAs: about 1e-4 to 1e-3; the whole "
+                                                       "UNet: 1e-5 or less)."}),
                 "lora_rank": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "lora: adapter rank."}),
                 "lora_alpha": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4096.0, "step": 0.5, "tooltip":
                                          "lora: the update is scaled by alpha / rank; 0 = rank (scale 1)."}),
@@ -243,8 +245,8 @@ class HumanSDTrain:
                     "Resume checkpoint every N steps (and at the end, and when cancelled), in the run folder "
                     f"output/{RUNS_FOLDER}/<run_name>_NNNNN/checkpoints.")}),
                 "validation_every": ("INT", {"default": 100, "min": 0, "max": 1000000, "tooltip": (
-                    "Generate the validation image(s) every N steps and show them as the node's preview; 0 = only "
-                    "at the end.")}),
+                    "Generate the validation image(s) before training and every N steps, shown as the node's "
+                    "preview; 0 = only at the end.")}),
                 "validation_prompt": ("STRING", {"multiline": True, "default": "", "tooltip":
                                                  "Prompt of the validation images; empty: the first sample's "
                                                  "caption."}),
@@ -263,8 +265,8 @@ class HumanSDTrain:
                     "openpose estimator only: path of body_pose_model.pth; empty: $AUX_ANNOTATOR_CKPTS_PATH, then "
                     "comfyui_controlnet_aux's ckpts folder.")}),
                 "optimizer": (["adamw", "adafactor"], {"default": "adamw", "tooltip": (
-                    "adamw: two float32 states per trained weight; adafactor: factored second moment, no momentum "
-                    "(a few MB), for full fine-tuning in less memory.")}),
+                    "adamw: two float32 states per trained weight; adafactor: a factored second moment and no "
+                    "momentum (about half a state per weight for SD's UNet), for full fine-tuning in less memory.")}),
                 "lr_schedule": (["cosine", "constant"], {"default": "cosine", "tooltip":
                                                          "Learning rate over the run: cosine decay to 0, or constant."}),
                 "validation_steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip":
@@ -285,7 +287,7 @@ class HumanSDTrain:
         "The run's result, for HumanSD Save LoRA / HumanSD Save Checkpoint.",
         "The trained file in the run folder (relative to ComfyUI's output folder).",
         "Loss over the steps (grey: per step, blue: moving mean).",
-        "Every validation image of the run, in step order.",
+        "Every validation image of the run in step order (a new run starts with the untrained model's).",
     )
     FUNCTION = "train"
     CATEGORY = CATEGORY

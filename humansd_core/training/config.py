@@ -102,8 +102,9 @@ class OptimOptions:
     batch_size: int = _opt(1, "per device and micro-step")
     grad_accum: int = _opt(1, "micro-batches per optimiser step")
     lr: float = _opt(1e-4, "peak learning rate")
-    optimizer: str = _opt("adamw", "adamw | adafactor (factored second moment, no momentum: optimiser state "
-                                   "of a few MB instead of twice the trained weights)")
+    optimizer: str = _opt("adamw", "adamw | adafactor (factored second moment, no momentum: optimiser state of "
+                                   "about half the trained weights for SD's UNet, whose convolutions factor "
+                                   "poorly, instead of twice)")
     weight_decay: float = _opt(1e-2, "AdamW weight decay")
     adam_beta1: float = _opt(0.9, "AdamW beta1")
     adam_beta2: float = _opt(0.999, "AdamW beta2")

@@ -152,8 +152,9 @@ class Trainer:
             self.model = DistributedDataParallel(self.denoiser, device_ids=ids)
         tensors = [p for _, p in self.params]
         if o.optimizer == "adafactor":
+            # One parameter at a time: foreach would hold temporaries the size of all trained weights.
             self.optimizer: torch.optim.Optimizer = torch.optim.Adafactor(tensors, lr=o.lr,
-                                                                          weight_decay=o.weight_decay, foreach=True)
+                                                                          weight_decay=o.weight_decay, foreach=False)
         else:
             self.optimizer = torch.optim.AdamW(tensors, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps,
                                                weight_decay=o.weight_decay, foreach=True)
