@@ -19,7 +19,7 @@ Every model returned gets the pose fix (:func:`with_pose_concat`): ComfyUI treat
 ``concat_image`` key from the conditioning's ``concat_latent_image``.
 
 The MODEL also carries two attachments (they survive ``clone()``): the file's core
-``ModelConfig`` as JSON (:data:`CONFIG_ATTACHMENT`) and the file's name
+``ModelConfig`` as JSON (:data:`CONFIG_ATTACHMENT`) and the file's path
 (:data:`SOURCE_ATTACHMENT`), read by the training node (:func:`model_config_of`).
 """
 from __future__ import annotations
@@ -185,7 +185,7 @@ def load_humansd_checkpoint(path: str | Path, embedding_directory: Any = None) -
         raise CheckpointError(f"{source}: the checkpoint lacks the text encoder or the VAE")
     if core_config is not None:
         model.set_attachments(CONFIG_ATTACHMENT, core_config.to_json())
-    model.set_attachments(SOURCE_ATTACHMENT, source)
+    model.set_attachments(SOURCE_ATTACHMENT, str(Path(path)))
     return with_pose_concat(model), clip, vae
 
 
