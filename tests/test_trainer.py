@@ -99,18 +99,18 @@ from training_helpers import tiny_train_config
 from humansd_core.training import checkpointing
 from humansd_core.training.trainer import Trainer
 
-real_save = checkpointing.save_file
+real_save = checkpointing.write_safetensors
 saves = []
 
-def save_then_die(tensors, filename, metadata=None):
+def save_then_die(filename, tensors, metadata=None, dtype=None):
     saves.append(filename)
-    real_save(tensors, filename, metadata=metadata)
+    real_save(filename, tensors, metadata, dtype)
     if len(saves) == 3:  # the third checkpoint: cut its temporary file short and die mid-save
         with open(filename, "r+b") as handle:
             handle.truncate(os.path.getsize(filename) // 2)
         os.kill(os.getpid(), signal.SIGKILL)
 
-checkpointing.save_file = save_then_die
+checkpointing.write_safetensors = save_then_die
 Trainer(tiny_train_config(sys.argv[1], sys.argv[2], mode="full", steps=5, save_every=1, keep_last=2)).train()
 """
 
