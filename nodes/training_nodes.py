@@ -305,7 +305,6 @@ class HumanSDTrain:
               validation_steps: int = 20, validation_cfg: float = 5.0, caption_dropout: float = 0.0,
               unique_id: str | None = None) -> tuple:
         import folder_paths
-        import torch
 
         from ._comfy_model import HUMANSD_IN_CHANNELS, SOURCE_ATTACHMENT, model_config_of
         from ._training_run import RunSettings, run_training
@@ -334,8 +333,7 @@ class HumanSDTrain:
         trained = TrainedResult(mode, result.path, result.run_dir, result.steps)
         loss_curve = _to_image_batch([result.loss_curve])
         validation = _to_image_batch(result.validation)
-        return (result.model, trained, result.path.relative_to(output_dir).as_posix(), loss_curve,
-                validation.to(torch.float32))
+        return result.model, trained, result.path.relative_to(output_dir).as_posix(), loss_curve, validation
 
 
 def _save_trained(trained: TrainedResult, folder_kind: str, filename: str, overwrite: bool) -> str:
