@@ -356,70 +356,58 @@ def _save_trained(trained: TrainedResult, folder_kind: str, filename: str, overw
     return name
 
 
-_SAVE_INPUTS = {
-    "trained": (TRAINED_TYPE, {"tooltip": "The result of HumanSD Train."}),
-    "overwrite": ("BOOLEAN", {"default": False, "tooltip": "Replace a file of that name; off: add _00001, _00002..."}),
-}
+class _SaveTrained:
+    """Shared body of the two save nodes: a run of ``MODE`` into the first ``FOLDER`` folder under a safe name."""
 
-
-class HumanSDSaveLoRA:
-    """Save a trained HumanSD LoRA into models/loras (stock LoraLoaderModelOnly loads it)."""
+    MODE = ""
+    FOLDER = ""
+    DEFAULT_NAME = ""
+    OTHER = {"lora": "this run trained a LoRA; save it with HumanSD Save LoRA",
+             "full": "this run fine-tuned the whole UNet; save it with HumanSD Save Checkpoint"}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "trained": _SAVE_INPUTS["trained"],
-            "filename": ("STRING", {"default": "humansd/humansd_lora", "tooltip": (
-                "Name in models/loras (subfolders with /; .safetensors added). Letters, digits, space and "
+            "trained": (TRAINED_TYPE, {"tooltip": "The result of HumanSD Train."}),
+            "filename": ("STRING", {"default": cls.DEFAULT_NAME, "tooltip": (
+                f"Name in models/{cls.FOLDER} (subfolders with /; .safetensors added). Letters, digits, space and "
                 "_ - . ( ) + only; it cannot leave the folder.")}),
-            "overwrite": _SAVE_INPUTS["overwrite"],
+            "overwrite": ("BOOLEAN", {"default": False, "tooltip":
+                                      "Replace a file of that name; off: add _00001, _00002..."}),
         }}
 
     RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("lora_name",)
-    OUTPUT_TOOLTIPS = ("The saved file's name as LoraLoaderModelOnly lists it.",)
     FUNCTION = "save"
     CATEGORY = CATEGORY
     OUTPUT_NODE = True
+
+    def save(self, trained: TrainedResult, filename: str, overwrite: bool) -> dict:
+        if trained.mode != self.MODE:
+            raise HumanSDError(f"trained: {self.OTHER[trained.mode]}")
+        name = _save_trained(trained, self.FOLDER, filename, overwrite)
+        return {"ui": {"text": [name]}, "result": (name,)}
+
+
+class HumanSDSaveLoRA(_SaveTrained):
+    """Save a trained HumanSD LoRA into models/loras (stock LoraLoaderModelOnly loads it)."""
+
+    MODE, FOLDER, DEFAULT_NAME = "lora", "loras", "humansd/humansd_lora"
+    RETURN_NAMES = ("lora_name",)
+    OUTPUT_TOOLTIPS = ("The saved file's name as LoraLoaderModelOnly lists it.",)
     DESCRIPTION = ("Saves the LoRA of a HumanSD Train run (keys diffusion_model.<layer>.lora_up/lora_down/alpha; "
                    "metadata: base model, steps, rank, loss options) where LoraLoaderModelOnly finds it. After "
                    "that loader, use HumanSD Model Patch (or the HumanSD Sampler, which patches itself).")
 
-    def save(self, trained: TrainedResult, filename: str, overwrite: bool) -> dict:
-        if trained.mode != "lora":
-            raise HumanSDError("trained: this run fine-tuned the whole UNet; save it with HumanSD Save Checkpoint")
-        name = _save_trained(trained, "loras", filename, overwrite)
-        return {"ui": {"text": [name]}, "result": (name,)}
 
-
-class HumanSDSaveCheckpoint:
+class HumanSDSaveCheckpoint(_SaveTrained):
     """Save a fully fine-tuned HumanSD model into models/checkpoints (the HumanSD Checkpoint Loader loads it)."""
 
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {"required": {
-            "trained": _SAVE_INPUTS["trained"],
-            "filename": ("STRING", {"default": "humansd/humansd_finetuned", "tooltip": (
-                "Name in models/checkpoints (subfolders with /; .safetensors added). Letters, digits, space and "
-                "_ - . ( ) + only; it cannot leave the folder.")}),
-            "overwrite": _SAVE_INPUTS["overwrite"],
-        }}
-
-    RETURN_TYPES = ("STRING",)
+    MODE, FOLDER, DEFAULT_NAME = "full", "checkpoints", "humansd/humansd_finetuned"
     RETURN_NAMES = ("ckpt_name",)
     OUTPUT_TOOLTIPS = ("The saved file's name as the checkpoint loaders list it.",)
-    FUNCTION = "save"
-    CATEGORY = CATEGORY
-    OUTPUT_NODE = True
     DESCRIPTION = ("Saves the model of a full-mode HumanSD Train run (UNet, VAE and text encoder in the LDM layout, "
                    "float16; metadata: model config, base model, steps, loss options) where the HumanSD "
                    "Checkpoint Loader finds it.")
-
-    def save(self, trained: TrainedResult, filename: str, overwrite: bool) -> dict:
-        if trained.mode != "full":
-            raise HumanSDError("trained: this run trained a LoRA; save it with HumanSD Save LoRA")
-        name = _save_trained(trained, "checkpoints", filename, overwrite)
-        return {"ui": {"text": [name]}, "result": (name,)}
 
 
 NODE_CLASS_MAPPINGS = {

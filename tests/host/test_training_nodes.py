@@ -143,7 +143,7 @@ def test_shipped_training_workflow_trains_saves_and_its_lora_loads_in_the_stock_
     assert meta["base_model"] == "humansd_tiny.safetensors" and meta["steps"] == 60 and meta["rank"] == 8
     assert meta["loss"]["loss"] == "heatmap" and meta["loss"]["estimator"] == "tiny"
     assert all(k.startswith("diffusion_model.") for k in keys)
-    print(f"shipped training workflow: {seconds:.1f} s (60 steps, batch 4, 128², with 3 validations and sampling)")
+    print(f"shipped training workflow: {seconds:.1f} s (60 steps, batch 4, 128², 4 validations, sampling)")
 
     # The stock loader takes the saved file, every key lands, and it changes the output.
     pose = load_api(WORKFLOW)["3"]["inputs"]["pose_json"]  # the workflow's own pose: the same image is expected
