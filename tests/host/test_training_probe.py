@@ -65,7 +65,7 @@ def _training_prompt(records: Path, batch: int, steps: int) -> dict[str, Any]:
     prompt["4"]["inputs"].update(model=["10", 0], resolution=64, batch_size=batch, steps=steps,
                                  estimator="keypoint gaussians (no network)", validation_every=0,
                                  validation_steps=1, validation_cfg=1.0, run_name="probe", save_every=1000,
-                                 caption_dropout=0.0)
+                                 caption_dropout=0.0, gradient_checkpointing=True)
     del prompt["4"]["inputs"]["validation_pose"]
     return prompt
 
