@@ -76,8 +76,8 @@ class HumanSDTrainingData:
                                  f"'{SYNTHETIC}' only: scene side in pixels (the embedded model's is 128)."}),
                 "folder": ("STRING", {"default": "", "tooltip": (
                     f"'{FOLDER}' only: a folder of images (.png .jpg .jpeg .webp .bmp), each with a pose file of the "
-                    "same name (.json in any format the pose nodes read, or .npz) and a caption (.txt). Relative "
-                    "paths are inside ComfyUI's input folder.")}),
+                    "same name (.json in any format the pose nodes read, or .npz) and a caption (.txt): its name "
+                    "inside ComfyUI's input folder (subfolders with /; a symlink there reaches a dataset elsewhere).")}),
                 "captions": ("STRING", {"multiline": True, "default": "", "tooltip": (
                     f"'{IMAGES}' only: one caption per line, line i for image i, or a single line for all.")}),
                 "bad_samples": ([STOP, SKIP], {"default": STOP, "tooltip": (
@@ -109,7 +109,10 @@ class HumanSDTrainingData:
         """A folder source reruns when any file in it changes (name, size or time)."""
         if source != FOLDER:
             return ""
-        root = _input_folder(folder)
+        try:
+            root = _input_folder(folder)
+        except HumanSDError as exc:  # reported when the node runs
+            return str(exc)
         if not root.is_dir():
             return str(root)
         digest = hashlib.sha256()
@@ -141,13 +144,16 @@ class HumanSDTrainingData:
 
 
 def _input_folder(folder: str) -> Path:
+    """The folder ``folder`` names inside ComfyUI's input folder (a name that cannot leave it; a symlink there may
+    point anywhere: the user put it there)."""
     import folder_paths
 
-    text = folder.strip()
-    if not text:
-        raise HumanSDError("folder: empty; give a folder of images, pose files and captions")
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else Path(folder_paths.get_input_directory()) / path
+    from ..humansd_core.training.run_names import checked_name
+
+    if not folder.strip():
+        raise HumanSDError("folder: empty; name a folder (in ComfyUI's input folder) of images, pose files and "
+                           "captions")
+    return Path(folder_paths.get_input_directory()) / checked_name(folder, "folder")
 
 
 def _memory_samples(images: Any, pose_keypoint: Any, captions: str) -> tuple[list, list, list]:

@@ -243,17 +243,18 @@ def _write_sample(folder: Path, stem: str, *, image: bool = True, pose: bool = T
         (folder / f"{stem}.txt").write_text("a mannequin", encoding="utf-8")
 
 
-def _folder_training(tiny: str, folder: Path, bad_samples: str = "stop with an error") -> dict[str, Any]:
+def _folder_training(tiny: str, folder: str, bad_samples: str = "stop with an error") -> dict[str, Any]:
+    """The training prompt on the folder ``folder`` of the server's input folder."""
     prompt = _tiny_training(tiny, "bad_data", steps=1)
-    prompt["2"]["inputs"].update(source="folder", folder=str(folder), bad_samples=bad_samples)
+    prompt["2"]["inputs"].update(source="folder", folder=folder, bad_samples=bad_samples)
     return prompt
 
 
 def test_bad_data_stops_with_node_errors_naming_each_file_and_the_server_keeps_serving(
-    comfy_host: ComfyHost, tiny_name: str, tmp_path: Path
+    comfy_host: ComfyHost, tiny_name: str
 ) -> None:
-    folder = tmp_path / "dataset"
-    folder.mkdir()
+    folder = comfy_host.input_dir / "datasets" / "bad"
+    folder.mkdir(parents=True)
     _write_sample(folder, "000000")
     _write_sample(folder, "000001", caption=False)
     _write_sample(folder, "000002", image=False)
@@ -262,7 +263,7 @@ def test_bad_data_stops_with_node_errors_naming_each_file_and_the_server_keeps_s
     (folder / "000003.json").write_text("{not json", encoding="utf-8")
     _write_sample(folder, "000004", pose=False)
 
-    message = _error_of(comfy_host, _folder_training(tiny_name, folder))
+    message = _error_of(comfy_host, _folder_training(tiny_name, "datasets/bad"))
     assert "HumanSDTrainingData" in message and "4 bad sample(s)" in message
     assert "000001.png: no caption file 000001.txt" in message
     assert "000002.png: image unreadable" in message
@@ -272,7 +273,7 @@ def test_bad_data_stops_with_node_errors_naming_each_file_and_the_server_keeps_s
     for stem in ("000000",):
         for suffix in (".png", ".json", ".txt"):
             (folder / f"{stem}{suffix}").unlink()
-    message = _error_of(comfy_host, _folder_training(tiny_name, folder, "skip and report"))
+    message = _error_of(comfy_host, _folder_training(tiny_name, "datasets/bad", "skip and report"))
     assert "HumanSDTrainingData" in message and "no usable sample" in message and "000001.png" in message
 
     images = _tiny_training(tiny_name, "bad_images", steps=1)
@@ -282,10 +283,13 @@ def test_bad_data_stops_with_node_errors_naming_each_file_and_the_server_keeps_s
     message = _error_of(comfy_host, images)
     assert "HumanSDTrainingData" in message and "captions: 3 lines for 1 images" in message
 
-    good = tmp_path / "good"
+    message = _error_of(comfy_host, _folder_training(tiny_name, "../models"))
+    assert "HumanSDTrainingData" in message and "'../models'" in message and "leaves the folder" in message
+
+    good = comfy_host.input_dir / "datasets" / "good"
     good.mkdir()
     _write_sample(good, "000000")
-    history = comfy_host.run_prompt(_folder_training(tiny_name, good), timeout=600)
+    history = comfy_host.run_prompt(_folder_training(tiny_name, "datasets/good"), timeout=600)
     assert saved_images(comfy_host, history, "9").shape[0] == 1
 
 
@@ -301,7 +305,7 @@ def _full_training(name: str, mode: str, run_name: str) -> dict[str, Any]:
     prompt["4"]["inputs"].update(mode=mode, steps=2, batch_size=1, estimator="keypoint gaussians (no network)",
                                  validation_every=0, validation_steps=1, validation_cfg=1.0, run_name=run_name,
                                  save_every=1000, optimizer="adafactor" if mode == "full" else "adamw",
-                                 learning_rate=1e-5)
+                                 learning_rate=1e-5, gradient_checkpointing=True)
     if mode == "full":
         prompt["5"] = {"class_type": "HumanSDSaveCheckpoint",
                        "inputs": {"trained": ["4", 1], "filename": "tests/full_layout_finetuned", "overwrite": True}}
