@@ -2,8 +2,8 @@
 
     .venv/bin/python docs/make_training_example.py [--output docs/training_workflow_example.png]
 
-Uses the test harness (``tests/host/``: ComfyUI 0.3.75 provisioned into ``.cache/``,
-started headless on the CPU with this pack). ``workflows/api/humansd_train_lora.json``
+Uses the test harness (``tests/host/``: ComfyUI 0.3.75 in its own venv under ``.cache/``,
+started headless on the CPU with a copy of this pack in its ``custom_nodes``). ``workflows/api/humansd_train_lora.json``
 is queued as shipped: the embedded model, 32 synthetic mannequin scenes, a LoRA of rank
 8 trained 60 steps with the heatmap-guided loss, a validation image (the workflow's pose
 and prompt) before training and every 20 steps. The sheet: the skeleton, the
@@ -25,9 +25,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from host.comfy_server import ComfyHost  # noqa: E402
-from host.comfy_setup import ensure_comfyui  # noqa: E402
+from host.comfy_server import PACK_NAME, ComfyHost  # noqa: E402
 from host.inference_prompts import load_api, saved_images  # noqa: E402
+from host.pack_copy import copy_checkout  # noqa: E402
+from host.server_env import ensure_server_env  # noqa: E402
 
 from humansd_core.commands.pose import write_png  # noqa: E402
 from humansd_core.pose import parse_pose_text, render_skeleton  # noqa: E402
@@ -66,7 +67,8 @@ def main() -> int:
     began = time.perf_counter()
     training = load_api(WORKFLOW)
     with tempfile.TemporaryDirectory(prefix="humansd-training-example-") as work:
-        host = ComfyHost(ensure_comfyui(), REPO, Path(work))
+        pack = copy_checkout(REPO, Path(work) / "custom_nodes" / PACK_NAME)
+        host = ComfyHost(ensure_server_env(pack), [pack.parent], Path(work) / "host")
         try:
             host.start()
             history = host.run_prompt(training, timeout=3600)

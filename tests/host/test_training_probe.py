@@ -11,6 +11,7 @@ file, and matches each batch row to them.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,8 +27,8 @@ from humansd_core.training.samples import check_folder
 
 from checkpoints import tiny_checkpoint
 from .comfy_server import ComfyHost, PromptError
-from .comfy_setup import REPO_ROOT, ensure_comfyui
 from .inference_prompts import load_api, person_frame
+from .server_env import ServerEnv
 
 pytestmark = pytest.mark.host
 
@@ -37,10 +38,12 @@ SHIFTS = (-10.0, 0.0, 9.0)
 
 
 @pytest.fixture(scope="module")
-def probe_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyHost]:
-    host = ComfyHost(ensure_comfyui(), REPO_ROOT, tmp_path_factory.mktemp("comfy_train_probe_host"))
-    host.custom_nodes_dir.mkdir(parents=True)
-    (host.custom_nodes_dir / "humansd_test_probe").symlink_to(Path(__file__).parent / "probe_pack")
+def probe_host(tmp_path_factory: pytest.TempPathFactory, server_env: ServerEnv,
+               installed_pack: Path) -> Iterator[ComfyHost]:
+    """A server with the test-only probe pack next to the session's copy of this pack."""
+    probe_nodes = tmp_path_factory.mktemp("train_probe_custom_nodes")
+    shutil.copytree(Path(__file__).parent / "probe_pack", probe_nodes / "humansd_test_probe")
+    host = ComfyHost(server_env, [installed_pack.parent, probe_nodes], tmp_path_factory.mktemp("comfy_train_probe"))
     host.checkpoints_dir.mkdir(parents=True)
     tiny_checkpoint(host.checkpoints_dir / TINY, seed=9)
     try:
