@@ -1,10 +1,9 @@
 """One training run of the HumanSD Train node (host side): settings → core config, the core trainer on
 ComfyUI's networks, progress / preview / cancel, and the outputs.
 
-The run folder ``<output>/humansd_training/<run_name>_NNNNN`` is the core trainer's
-(``config.json``, ``checkpoints/``, ``loss_log.jsonl``, ``samples/``, the exported
-``lora.safetensors`` or ``model.safetensors``), so ``humansd train --resume auto
---output <that folder>`` and the node read the same files.
+The run folder ``<output>/humansd_training/<run_name>_NNNNN`` is laid out as every run of
+the core trainer (``config.json``, ``checkpoints/``, ``loss_log.jsonl``, ``loss.png``,
+``samples/``, the exported ``lora.safetensors`` or ``model.safetensors``).
 """
 from __future__ import annotations
 

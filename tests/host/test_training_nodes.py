@@ -32,6 +32,7 @@ from humansd_core.training.samples import check_folder, synthetic_folder
 
 from checkpoints import full_random_checkpoint, tiny_checkpoint
 from .comfy_server import ComfyHost, PromptError
+from .comfy_setup import REPO_ROOT
 from .inference_prompts import add_node, link_checkpoint, load_api, person_frame, saved_images
 
 pytestmark = pytest.mark.host
@@ -349,3 +350,14 @@ def test_training_nodes_have_tooltips_and_categories(comfy_host: ComfyHost) -> N
                 assert len(entry) > 1 and entry[1].get("tooltip"), f"{kind}.{name} has no tooltip"
     assert copy.deepcopy(info["HumanSDTrain"]["output_name"]) == ["model", "trained", "file", "loss_curve",
                                                                    "validation"]
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    (WORKFLOW, ("humansd_tiny.safetensors", "resume", "models/loras/humansd/", "humansd_train_lora_folder")),
+    ("humansd_train_lora_folder", ("humansd-v1", "ComfyUI/input/humansd_dataset/", "body_pose_model.pth",
+                                   "keypoint gaussians", "DDIM 50 steps, cfg 10", "humansd_train_lora")),
+])
+def test_training_workflow_note_says_what_it_needs(name: str, says: tuple[str, ...]) -> None:
+    ui = json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+    notes = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1 and all(text in notes[0] for text in says), (notes, says)
