@@ -189,9 +189,9 @@ def main() -> None:
         for side in ("comfy", "core"):
             m = memory(side, args.steps)
             gib = 2**30
-            print(f"memory {side:5s} (full SD2.1 layout, LoRA, 128², batch 1): loaded {(m['loaded'] - m['before']) / gib:.2f}"
-                  f" GiB, peak {(m['peak'] - m['before']) / gib:.2f} GiB over the process before loading: "
-                  f"{m['peak_over_loaded']:.3f}x")
+            print(f"memory {side:5s} (full SD2.1 layout, LoRA, 128², batch 1): loaded "
+                  f"{(m['loaded'] - m['before']) / gib:.2f} GiB, peak {(m['peak'] - m['before']) / gib:.2f} GiB over "
+                  f"the process before loading: {m['peak_over_loaded']:.3f}x")
             line += f" {side}_lora_peak_over_loaded={m['peak_over_loaded']:.3f}"
     print(line)
 

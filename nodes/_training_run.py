@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 MAX_VALIDATION_POSES = 4
+PREVIEW_SIZE = 512  # longest side of the validation preview on the node
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class _Progress:
 
     def on_samples(self, step: int, images: list[np.ndarray]) -> None:
         self.validation.extend(images)
-        self.bar.update_absolute(step, None, ("JPEG", _strip(images), 512))
+        self.bar.update_absolute(step, None, ("JPEG", _strip(images), PREVIEW_SIZE))
 
 
 def _lora_model(model: Any, path: Path) -> Any:

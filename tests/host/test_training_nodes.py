@@ -157,7 +157,8 @@ def test_shipped_training_workflow_trains_saves_and_its_lora_loads_in_the_stock_
                                                                            pose_json=pose), timeout=600))[0]
     np.testing.assert_array_equal(with_lora, trained_image)  # the train node's MODEL is that loaded file
     change = np.abs(with_lora - base)
-    print(f"the LoRA changes the sample by {255 * change.mean():.2f} levels on average, {255 * change.max():.0f} at most")
+    print(f"the LoRA changes the sample by {255 * change.mean():.2f} levels on average, "
+          f"{255 * change.max():.0f} at most")
     assert change.max() >= 8 / 255, "the LoRA does not change the output"
 
     # Its loss on the training scenes (fixed timesteps and noise) is below the embedded model's.
