@@ -75,7 +75,10 @@ RUNS = {
         ("HumanSDPoseFromImage", "detector"): MANNEQUIN, ("HumanSDPoseScore", "detector"): MANNEQUIN_JUDGE,
         ("HumanSDSampler", "steps"): 2}),
     "humansd_lora": PageRun(image_size=(SMALL["height"], SMALL["width"]), full_size=True),
-    "humansd_train_lora": PageRun(image_size=EMBEDDED),  # as shipped: 60 steps on the embedded model
+    # 2 steps: its run as shipped (60 steps, the LoRA loaded back, the loss) is test_training_nodes.py's.
+    "humansd_train_lora": PageRun(image_size=EMBEDDED, widgets={
+        ("HumanSDTrainingData", "scenes"): 4, ("HumanSDTrain", "steps"): 2, ("HumanSDTrain", "validation_steps"): 2,
+        ("HumanSDSampler", "steps"): 2}),
     # Set for humansd-v1 and your photos: 2 steps at 128², no OpenPose weights here (the loss's Gaussians).
     "humansd_train_lora_folder": PageRun(image_size=(SMALL["height"], SMALL["width"]), full_size=True, dataset=True,
                                          widgets={("HumanSDTrain", "resolution"): 128,
