@@ -1,6 +1,7 @@
 """The pose detectors of the photo and score nodes: their choices, tooltips, and the loaded OpenPose network.
 
-Shared by ``pose_nodes.HumanSDPoseFromImage`` and ``sampling_nodes.HumanSDPoseScore``.
+Shared by ``pose_nodes.HumanSDPoseFromImage`` and ``sampling_nodes.HumanSDPoseScore`` (and the training
+nodes' OpenPose estimator, which finds its weights the same way).
 The OpenPose weights are found where comfyui_controlnet_aux keeps them (read when a
 node runs: pack load order is unsorted) and the network (≈200 MB) is loaded once per
 file and device.
