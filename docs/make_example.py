@@ -3,16 +3,16 @@
     .venv/bin/python -m docs.make_example [--output docs/main_workflow_example.png]
 
 Uses the test harness: the pack is copied as a clone would be (``tests/host/pack_copy.py``)
-into a ``custom_nodes`` folder, ``tests/host/server_env.py`` provisions ComfyUI 0.3.75 and its
-own environment with the pack's requirements into ``.cache/`` (first run only), and
+into a ``custom_nodes`` folder, ``tests/host/server_env.py`` provisions ComfyUI 0.3.75 and
+its own environment with the pack's requirements into ``.cache/`` (first run only), and
 ``tests/host/comfy_server.py`` starts it headless on the CPU with that copy loaded.
-``workflows/api/humansd_keypoints_to_image.json`` is queued as shipped (the embedded model, 128 x 128, DDIM 25 steps, cfg 3, seed 1234)
-once per bundled pose (``humansd_core/assets/poses/*.json``, the file's text pasted into
-the pose widget as a user would) with that pose's example prompt
-(``humansd_core.embedded.EXAMPLE_PROMPTS``). Each row of the sheet is the skeleton the
-model saw | the saved image | the skeleton over the image. Prints the judge's pose
-accuracy of the images (``humansd_core.embedded.score_poses``; 4 images, so a rough
-figure: ``humansd demo`` scores 28).
+``workflows/api/humansd_keypoints_to_image.json`` is queued as shipped (the embedded model,
+128 x 128, DDIM 25 steps, cfg 3, seed 1234) once per bundled pose
+(``humansd_core/assets/poses/*.json``, the file's text pasted into the pose widget as a user
+would) with that pose's example prompt (``humansd_core.embedded.EXAMPLE_PROMPTS``). Each row
+of the sheet is the skeleton the model saw | the saved image | the skeleton over the image.
+Prints the judge's pose accuracy of the images (``humansd_core.embedded.score_poses``; 4
+images, so a rough figure: ``humansd demo`` scores 28).
 """
 from __future__ import annotations
 

@@ -4,11 +4,11 @@
 
 Uses the test harness (``tests/host/``: ComfyUI 0.3.75 in its own venv under ``.cache/``,
 started headless on the CPU with a copy of this pack in its ``custom_nodes``).
-``workflows/api/humansd_train_lora.json`` is queued as shipped: the embedded model, 32 synthetic mannequin scenes, a LoRA of rank
-8 trained 60 steps with the heatmap-guided loss, a validation image (the workflow's pose
-and prompt) before training and every 20 steps. The sheet: the skeleton, the
-validation images by step, the last one's difference from the first (amplified), and the
-loss curve.
+``workflows/api/humansd_train_lora.json`` is queued as shipped: the embedded model, 32
+synthetic mannequin scenes, a LoRA of rank 8 trained 60 steps with the heatmap-guided loss,
+a validation image (the workflow's pose and prompt) before training and every 20 steps. The
+sheet: the skeleton, the validation images by step, the last one's difference from the first
+(amplified), and the loss curve.
 """
 from __future__ import annotations
 
