@@ -126,12 +126,9 @@ def random_models(arch: str) -> tuple:
 def load_checkpoint(path: str):
     """:class:`HumanSDModels` of ``path`` (``"embedded"``: the packaged tiny HumanSD), fp32."""
     from humansd_core.models import load_models
+    from humansd_core.shipped_files import resolve_checkpoint
 
-    if path == "embedded":
-        from humansd_core import embedded
-
-        path = str(embedded.check_weights(embedded.embedded_model_path()))
-    models = load_models(path)
+    models = load_models(resolve_checkpoint(path, "--checkpoint"))
     models.unet.float()
     models.text_encoder.float()
     return models

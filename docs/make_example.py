@@ -2,9 +2,10 @@
 
     .venv/bin/python docs/make_example.py [--output docs/main_workflow_example.png]
 
-Uses the test harness: ``tests/host/comfy_setup.py`` provisions ComfyUI 0.3.75 into
-``.cache/`` (first run only) and ``tests/host/comfy_server.py`` starts it headless on
-the CPU with this pack loaded. ``workflows/api/humansd_keypoints_to_image.json`` is
+Uses the test harness: the pack is copied as a clone would be (``tests/host/pack_copy.py``)
+into a ``custom_nodes`` folder, ``tests/host/server_env.py`` provisions ComfyUI 0.3.75 and its
+own environment with the pack's requirements into ``.cache/`` (first run only), and
+``tests/host/comfy_server.py`` starts it headless on the CPU with that copy loaded. ``workflows/api/humansd_keypoints_to_image.json`` is
 queued as shipped (the embedded model, 128 x 128, DDIM 25 steps, cfg 3, seed 1234)
 once per bundled pose (``humansd_core/assets/poses/*.json``, the file's text pasted into
 the pose widget as a user would) with that pose's example prompt
@@ -27,8 +28,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from host.comfy_server import ComfyHost  # noqa: E402
-from host.comfy_setup import ensure_comfyui  # noqa: E402
+from host.comfy_server import PACK_NAME, ComfyHost  # noqa: E402
+from host.pack_copy import copy_checkout  # noqa: E402
+from host.server_env import ensure_server_env  # noqa: E402
 from host.inference_prompts import load_api, node_id, saved_images, set_inputs  # noqa: E402
 
 from humansd_core import embedded  # noqa: E402
@@ -72,7 +74,8 @@ def main() -> int:
     files = sorted(POSES_DIR.glob("*.json"))  # the order of embedded.example_poses()
     rows, images = [], []
     with tempfile.TemporaryDirectory(prefix="humansd-example-") as work:
-        host = ComfyHost(ensure_comfyui(), REPO, Path(work))
+        pack = copy_checkout(REPO, Path(work) / "custom_nodes" / PACK_NAME)
+        host = ComfyHost(ensure_server_env(pack), [pack.parent], Path(work) / "host")
         try:
             host.start()
             for path, prompt_text in zip(files, embedded.EXAMPLE_PROMPTS, strict=True):

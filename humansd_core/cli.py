@@ -1,8 +1,11 @@
 """Command line entry point: ``humansd <command> ...``.
 
 Each command lives in its own module under ``humansd_core/commands/`` exposing
-``register(subparsers)``; that function adds a sub-parser whose ``func``
-default takes the parsed ``argparse.Namespace`` and returns an exit code.
+``register(subparsers)``; that function adds a sub-parser (``commands.add_command``:
+its docstring as plain-text help) whose ``func`` default takes the parsed
+``argparse.Namespace`` and returns an exit code. Building the parser imports no
+torch, and each handler checks its files before importing the model code, so a
+wrong path fails at once. Bad input exits with code 2 and ``error: <message>``.
 The CLI talks to the user on purpose (``print``); library code logs instead.
 """
 from __future__ import annotations

@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError
-from .pose import PoseSet, load_pose_file, place_on_canvas
 from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's file checks)
+    EMBEDDED_MODEL_NAME,
     POSES_DIR,
     SUMS_NAME,
     WEIGHTS_DIR,
@@ -33,7 +31,13 @@ from .shipped_files import (  # noqa: F401  (re-exported: the embedded model's f
     shipped_digest,
 )
 
-MODEL_NAME = "humansd_tiny.safetensors"
+if TYPE_CHECKING:  # pragma: no cover - imported where used: reading the constants stays light (the CLI parser)
+    import numpy as np
+    import torch
+
+    from .pose import PoseSet
+
+MODEL_NAME = EMBEDDED_MODEL_NAME
 SIZE = 128  # the model's canvas (16 x 16 latents)
 # Generation settings of the demo and the evaluation (the model knows no negative prompt:
 # it was trained with caption dropout, so "" is its unconditional text).
@@ -64,6 +68,8 @@ def embedded_model_path() -> Path:
 
 def example_poses(size: int = SIZE) -> list[PoseSet]:
     """The bundled example poses (first frame of each ``assets/poses/*.json``), fitted onto ``size²``."""
+    from .pose import load_pose_file, place_on_canvas
+
     return [place_on_canvas(load_pose_file(path)[0], size, size, "fit") for path in sorted(POSES_DIR.glob("*.json"))]
 
 
@@ -77,6 +83,8 @@ def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = S
     wears (the demo's request: a person, not a pattern); without it, the scene's own
     caption, whose striped or checkered backgrounds the tiny model renders poorly.
     """
+    import numpy as np
+
     from .synthetic import COLOURS, Background, caption, generate_scene, scene_rng
 
     items = list(zip(example_poses(size), EXAMPLE_PROMPTS)) if examples else []
@@ -94,6 +102,8 @@ def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = S
 
 def derangement(n: int, seed: int = 0) -> np.ndarray:
     """A fixed permutation of ``range(n)`` with no fixed point (``n >= 2``): the baseline's pairing."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(n)

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +21,14 @@ from PIL import Image
 from . import defaults
 from .errors import HumanSDError
 from .models.configs import ModelConfig
-from .pose import PoseSet, place_on_canvas, render_skeleton
+from .pose import DEFAULT_PLACE, PoseSet, place_and_check, render_skeleton
+from .pose.transforms import PlaceMode
 from .sampling import batch_seeds, sample_latents
+from .shipped_files import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
 PoseInput = PoseSet | np.ndarray
-PlaceMode = Literal["as-is", "fit", "fill"]
 ImageInput = torch.Tensor | Image.Image | np.ndarray
 
 
@@ -82,10 +83,12 @@ class HumanSDPipeline:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> HumanSDPipeline:
-        """Load a HumanSD checkpoint (safetensors or Lightning ``.ckpt``) onto ``device`` in ``dtype``."""
+        """Load a HumanSD checkpoint (safetensors or Lightning ``.ckpt``, or ``"embedded"``: the tiny model
+        shipped in the package, :func:`~humansd_core.shipped_files.resolve_checkpoint`) onto ``device`` in
+        ``dtype``."""
         from .models.checkpoint import load_models
 
-        models = load_models(path, device=device, dtype=dtype)
+        models = load_models(resolve_checkpoint(path), device=device, dtype=dtype)
         return cls(models.unet, models.vae, models.text_encoder, models.config)
 
     @property
@@ -110,15 +113,16 @@ class HumanSDPipeline:
         return w, h
 
     def skeleton_images(self, poses: Sequence[PoseInput], width: int, height: int,
-                        place: PlaceMode = "as-is") -> torch.Tensor:
+                        place: PlaceMode = DEFAULT_PLACE) -> torch.Tensor:
         """Condition images ``[N, 3, height, width]`` in ``[0, 1]``: PoseSets are put on the canvas with
-        :func:`~humansd_core.pose.place_on_canvas` (``place``: ``"as-is"`` keeps the pixel coordinates,
-        ``"fit"``/``"fill"`` scale the pose's canvas onto the output) and drawn with the reference
-        renderer; arrays (RGB uint8 ``[H, W, 3]``) are used as given."""
+        :func:`~humansd_core.pose.place_and_check` (``place``: ``"fit"``, the default, and ``"fill"`` scale
+        the pose's canvas onto the output, ``"as-is"`` keeps the pixel coordinates; a person landing
+        outside the output is a warning, every person of a pose outside an error) and drawn with the
+        reference renderer; arrays (RGB uint8 ``[H, W, 3]``) are used as given."""
         out = []
         for index, pose in enumerate(poses):
             if isinstance(pose, PoseSet):
-                array = render_skeleton(place_on_canvas(pose, width, height, mode=place))
+                array = render_skeleton(place_and_check(pose, width, height, place, frame=index))
             else:
                 array = np.asarray(pose)
                 if array.dtype != np.uint8 or array.shape != (height, width, 3):
@@ -162,7 +166,7 @@ class HumanSDPipeline:
         init_images: ImageInput | Sequence[ImageInput] | None = None,
         added_prompt: str = defaults.ADDED_PROMPT,
         images_per_pose: int = 1,
-        place: PlaceMode = "as-is",
+        place: PlaceMode = DEFAULT_PLACE,
         batch_size: int | None = None,
         callback: Callable[[dict], None] | None = None,
         progress: bool | None = None,

@@ -8,7 +8,9 @@ find a stale copy someone once installed into the same environment).
 
 Weights are listed with their SHA-256 in ``assets/weights/SHA256SUMS``;
 :func:`shipped_weights` returns a listed file after checking it is present, not a
-Git LFS pointer, and has the listed digest.
+Git LFS pointer, and has the listed digest. :func:`resolve_checkpoint` is how every
+option that asks for a model file reads its value: a path, or the word ``embedded``
+for the tiny HumanSD shipped here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import hashlib
 from pathlib import Path
 
 from .errors import CheckpointError, HumanSDError, MissingWeightsError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, require_file
 
 PACKAGE_DIR = Path(__file__).parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
@@ -25,6 +27,8 @@ POSES_DIR = ASSETS_DIR / "poses"
 PRESETS_DIR = ASSETS_DIR / "presets"
 SUMS_NAME = "SHA256SUMS"
 LFS_POINTER = b"version https://git-lfs"
+EMBEDDED = "embedded"  # the word that names the shipped model wherever a model file is asked for
+EMBEDDED_MODEL_NAME = "humansd_tiny.safetensors"
 
 
 def file_digest(path: str | Path) -> str:
@@ -74,8 +78,11 @@ def check_weights(path: str | Path, expected_sha256: str | None = None) -> Path:
         raise MissingWeightsError(
             f"{path}: weights file not found. The pack's own weights ship inside it "
             f"(humansd_core/assets/weights/); reinstall from a complete clone, or pass the file explicitly")
-    with open(path, "rb") as handle:
-        head = handle.read(len(LFS_POINTER))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(LFS_POINTER))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the weights file ({exc.strerror or exc})") from None
     if head == LFS_POINTER:
         raise CheckpointError(f"{path}: a Git LFS pointer, not the weights; run `git lfs pull` in the clone")
     if expected_sha256 is not None and file_digest(path) != expected_sha256:
@@ -95,3 +102,29 @@ def shipped_weights(name: str) -> Path:
         raise HumanSDError(f"{name!r}: not a weights file of this package "
                            f"(listed in {WEIGHTS_DIR / SUMS_NAME}: {sorted(listed_digests())})")
     return check_weights(WEIGHTS_DIR / name, digest)
+
+
+def resolve_checkpoint(value: str | Path, what: str = "") -> Path:
+    """The model file an option names: the string ``"embedded"`` is the shipped tiny HumanSD, anything
+    else (and every ``Path``) a path.
+
+    The embedded file is checked against its SHA-256 (:func:`shipped_weights`); a path
+    must be a readable file and not a Git LFS pointer. Cheap (no model is read), so
+    callers can check files before importing torch. ``what`` (e.g. ``"--ckpt"``) starts
+    every error message. A file really named ``embedded`` is reached as ``./embedded``.
+
+    Raises:
+        CheckpointError: naming ``what`` and the file: missing, unreadable, a folder,
+            a Git LFS pointer, or (embedded) a damaged install.
+    """
+    if isinstance(value, str) and value == EMBEDDED:
+        return shipped_weights(EMBEDDED_MODEL_NAME)
+    try:
+        path = require_file(value, what)
+    except HumanSDError as exc:
+        raise CheckpointError(f"{exc} (give a HumanSD model file, .safetensors or .ckpt, or {EMBEDDED} for "
+                              "the tiny model shipped in the package)") from None
+    try:
+        return check_weights(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{what} {exc}" if what else str(exc)) from None

@@ -19,14 +19,18 @@ from ._pose_render import images_to_uint8, uint8_to_images
 logger = logging.getLogger(__name__)
 
 
-def poses_on_canvas(pose_keypoint: Any, width: int, height: int, placement: str) -> list:
-    """POSE_KEYPOINT (any format ``parse_pose_data`` reads) → one ``PoseSet`` per frame on ``width`` x ``height``."""
-    from ..humansd_core.pose import parse_pose_data, place_on_canvas
+def poses_on_canvas(pose_keypoint: Any, width: int, height: int, placement: str, threshold: float = 0.05) -> list:
+    """POSE_KEYPOINT (any format ``parse_pose_data`` reads) → one ``PoseSet`` per frame on ``width`` x ``height``.
+
+    The core's ``place_and_check`` logs a warning for each person that lands outside the
+    output and raises ``HumanSDError`` when every person of a frame does.
+    """
+    from ..humansd_core.pose import parse_pose_data, place_and_check
 
     frames = parse_pose_data(pose_keypoint, "pose_keypoint")
     if not frames:
         raise HumanSDError("pose_keypoint: no frames (an empty list)")
-    return [place_on_canvas(p, width, height, placement) for p in frames]
+    return [place_and_check(p, width, height, placement, frame=i, threshold=threshold) for i, p in enumerate(frames)]
 
 
 def fit_images(images: torch.Tensor, width: int, height: int, what: str) -> torch.Tensor:
@@ -60,7 +64,7 @@ def skeleton_images(width: int, height: int, skeleton: torch.Tensor | None = Non
     if pose_keypoint is None:
         frames = bases
     else:
-        poses = poses_on_canvas(pose_keypoint, width, height, placement)
+        poses = poses_on_canvas(pose_keypoint, width, height, placement, threshold)
         counts = (len(poses), len(poses) if bases is None else len(bases))
         if counts[0] != counts[1] and 1 not in counts:
             raise HumanSDError(f"pose: {counts[1]} skeleton images but {counts[0]} keypoint frames; "

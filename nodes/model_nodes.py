@@ -40,13 +40,14 @@ class HumanSDCheckpointLoader:
     def load(self, ckpt_name: str) -> tuple:
         import folder_paths
 
-        from ..humansd_core.embedded import MODEL_NAME, check_weights, embedded_model_path
+        from ..humansd_core.embedded import MODEL_NAME
+        from ..humansd_core.shipped_files import shipped_weights
         from ._comfy_model import load_humansd_checkpoint
 
         path = folder_paths.get_full_path("checkpoints", ckpt_name)
         if path is None:  # not in models/checkpoints: the embedded model, or ComfyUI's own error
             embedded = ckpt_name == MODEL_NAME
-            path = check_weights(embedded_model_path()) if embedded else \
+            path = shipped_weights(MODEL_NAME) if embedded else \
                 folder_paths.get_full_path_or_raise("checkpoints", ckpt_name)
         return load_humansd_checkpoint(path, embedding_directory=folder_paths.get_folder_paths("embeddings"))
 

@@ -1,6 +1,8 @@
 """Random-weight checkpoints for tests, written through the real file format.
 
 - :func:`tiny_checkpoint` writes a tiny-config file (float32, a few MB) where asked.
+- :func:`random_lora` writes a small LoRA for the full-size UNet in the key format ComfyUI's
+  stock ``LoraLoaderModelOnly`` reads.
 - :func:`full_random_checkpoint` writes the full SD2.1-layout HumanSD file (fp16, about
   2.6 GB) ONCE into the git-ignored ``<repo>/.cache/`` and returns its path on every
   later call, in this process or another: the name carries a hash of the config so a
@@ -16,10 +18,18 @@ from pathlib import Path
 
 import torch
 
+from safetensors.torch import save_file
+
 from humansd_core.models.checkpoint import write_random_checkpoint
 from humansd_core.models.configs import sd21_humansd_config, tiny_config
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
+# Full-size LDM UNet layers a test LoRA adapts (attention projections and a conv), with their weight shapes.
+LORA_TARGETS = {
+    "input_blocks.1.1.transformer_blocks.0.attn1.to_q": (320, 320),
+    "middle_block.1.transformer_blocks.0.attn2.to_k": (1280, 1024),
+    "output_blocks.11.1.proj_out": (320, 320),
+}
 
 
 class RecordingUNet(torch.nn.Module):
@@ -38,6 +48,18 @@ class RecordingUNet(torch.nn.Module):
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Write a tiny-config HumanSD file of random (non-zero) float32 weights to ``path``."""
     write_random_checkpoint(path, tiny_config(), dtype=torch.float32, seed=seed)
+    return path
+
+
+def random_lora(path: Path, rank: int = 4, seed: int = 0) -> Path:
+    """Write an fp16 LoRA of :data:`LORA_TARGETS` with ``diffusion_model.<key>.lora_up/.lora_down/.alpha`` keys."""
+    generator = torch.Generator().manual_seed(seed)
+    lora: dict[str, torch.Tensor] = {}
+    for key, (out_features, in_features) in LORA_TARGETS.items():
+        lora[f"diffusion_model.{key}.lora_down.weight"] = torch.randn(rank, in_features, generator=generator) * 0.01
+        lora[f"diffusion_model.{key}.lora_up.weight"] = torch.randn(out_features, rank, generator=generator) * 0.01
+        lora[f"diffusion_model.{key}.alpha"] = torch.tensor(float(rank))
+    save_file({k: v.half() for k, v in lora.items()}, str(path))
     return path
 
 

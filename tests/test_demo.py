@@ -28,7 +28,7 @@ LAST_LINE = re.compile(r"^pose accuracy: PCK@0\.1=(\d\.\d{3}) OKS=(\d\.\d{3}) ra
 
 def test_demo_writes_the_sheet_and_ends_with_the_pose_accuracy(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--output", str(tmp_path), "--count", "2", "--steps", "4"]) == 0
+    assert main(["demo", "--output", str(tmp_path), "--model", "embedded", "--count", "2", "--steps", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     match = LAST_LINE.match(lines[-1])
     assert match, lines[-1]

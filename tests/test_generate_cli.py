@@ -1,6 +1,7 @@
 """``humansd generate`` end to end: tiny checkpoint in-process, full-size layout in a subprocess."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from PIL import Image
 from humansd_core import defaults
 from humansd_core.cli import main
 from humansd_core.commands.generate import output_paths
-from humansd_core.pose import PoseSet, render_skeleton, write_openpose_json
+from humansd_core.pose import PoseSet, load_pose_file, place_on_canvas, render_skeleton, write_openpose_json
 
 REPO = Path(__file__).resolve().parents[1]
+TWO_PEOPLE = REPO / "humansd_core" / "assets" / "poses" / "two_people.json"  # 768x512 canvas
 
 
 def _pose(dx: float, canvas: int = 64) -> PoseSet:
@@ -97,6 +99,48 @@ def test_img2img_from_an_init_image(tiny, tmp_path):
     out = tmp_path / "out.png"
     assert main(_args(tiny, pose_file, out, "--init-image", str(init), "--strength", "0.5")) == 0
     assert "Denoising strength: 0.5" in Image.open(out).text["parameters"]
+
+
+def _embedded_args(pose: Path, out: Path, *extra: str) -> list[str]:
+    """The README's newcomer run: the embedded model, a pose, 128 px, 2 steps."""
+    return ["generate", "--ckpt", "embedded", "--pose", str(pose), "--prompt", "two people", "-o", str(out),
+            "--width", "128", "--height", "128", "--steps", "2", "--cfg", "3", *extra]
+
+
+def test_embedded_model_on_a_bundled_pose_draws_the_people_fitted_to_the_output(tmp_path):
+    out = tmp_path / "people.png"
+    assert main(_embedded_args(TWO_PEOPLE, out, "--overlay")) == 0
+    expected = render_skeleton(place_on_canvas(load_pose_file(TWO_PEOPLE)[0], 128, 128, "fit"))
+    drawn = expected.any(axis=2)
+    assert drawn.sum() > 500  # two people's limbs, not a few stray pixels
+    with Image.open(tmp_path / "people_overlay.png") as overlay:
+        assert np.array_equal(np.asarray(overlay)[drawn], expected[drawn])  # the skeleton the model saw is that one
+    with Image.open(out) as image:
+        assert image.size == (128, 128) and "Model: humansd_tiny.safetensors" in image.text["parameters"]
+
+
+def test_pose_kept_at_its_pixel_coordinates_off_the_output_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "blank.png"
+    assert main(_embedded_args(TWO_PEOPLE, out, "--place", "as-is")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: frame 0: every person lies outside the 128x128 output")
+    assert "768x512" in err and "--place fit" in err
+    assert not out.exists()
+
+
+def test_one_person_off_the_output_is_a_warning_and_the_other_is_drawn(tmp_path, caplog):
+    pose = PoseSet(np.concatenate([_pose(32, canvas=128).keypoints, _pose(400, canvas=128).keypoints]), 128, 128)
+    pose_file = tmp_path / "one_off.json"
+    write_openpose_json(pose_file, pose)
+    out = tmp_path / "one.png"
+    with caplog.at_level(logging.WARNING):
+        assert main(_embedded_args(pose_file, out, "--overlay")) == 0
+    assert "frame 0: person 1 lies entirely outside the 128x128 output" in caplog.text
+    assert "person 0" not in caplog.text
+    expected = render_skeleton(load_pose_file(pose_file)[0])
+    drawn = expected.any(axis=2)
+    with Image.open(tmp_path / "one_overlay.png") as overlay:
+        assert drawn.any() and np.array_equal(np.asarray(overlay)[drawn], expected[drawn])
 
 
 @pytest.mark.slow

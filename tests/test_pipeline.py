@@ -141,7 +141,8 @@ def test_pose_placement_and_skeleton_arrays(pipe):
     big = standing_pose(canvas=128)  # the same figure on a canvas twice the size
     small = pipe.skeleton_images([standing_pose()], 64, 64)
     assert torch.equal(pipe.skeleton_images([big], 64, 64, place="fit"), small)
-    assert not torch.equal(pipe.skeleton_images([big], 64, 64), small)  # as-is: pixel coordinates kept
+    assert torch.equal(pipe.skeleton_images([big], 64, 64), small)  # fit is the default
+    assert not torch.equal(pipe.skeleton_images([big], 64, 64, place="as-is"), small)  # pixel coordinates kept
     arrays = np.stack([render_skeleton(standing_pose()), render_skeleton(standing_pose(4))])
     result = pipe.generate(arrays, "x", steps=1, width=64, height=64)  # [N, H, W, 3]: N poses
     assert result.images.shape[0] == 2 and torch.equal(result.skeletons[0], small[0])

@@ -37,6 +37,18 @@ def test_render_single_frame_writes_exactly_the_output(tmp_path: Path, capsys: p
     assert [p.name for p in out.parent.iterdir()] == ["skeleton.png"]
 
 
+def test_render_fits_by_default_and_refuses_a_blank_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "small.png"
+    assert main(["pose", "render", str(ASSETS / "two_people.json"), "-W", "128", "-H", "128", "-o", str(out)]) == 0
+    assert "placement fit" in capsys.readouterr().out
+    (pose,) = load_pose_file(ASSETS / "two_people.json")
+    assert np.array_equal(read_png(out), render_skeleton(place_on_canvas(pose, 128, 128, "fit")))
+    blank = tmp_path / "blank.png"
+    assert main(["pose", "render", str(ASSETS / "two_people.json"), "-W", "128", "-H", "128", "--place", "as-is",
+                 "-o", str(blank)]) == 2
+    assert "every person lies outside the 128x128 output" in capsys.readouterr().err and not blank.exists()
+
+
 def test_render_several_frames_numbers_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pose.png"
     assert main(["pose", "render", str(two_frame_file(tmp_path)), "--fill", "-W", "256", "-H", "256",

@@ -1,5 +1,7 @@
-"""Pose transforms: placement on a canvas, flips, thresholds, scale/translate."""
+"""Pose transforms: placement on a canvas (and the check that people land on it), flips, thresholds, scale/translate."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from humansd_core.pose import (
     PoseSet,
     filter_people,
     flip_horizontal,
+    place_and_check,
     place_on_canvas,
     render_skeleton,
     scale_translate,
@@ -30,7 +33,7 @@ def corners_pose(width: int, height: int) -> PoseSet:
 
 def test_as_is_keeps_coordinates() -> None:
     pose = corners_pose(768, 512)
-    placed = place_on_canvas(pose, 512, 512)
+    placed = place_on_canvas(pose, 512, 512, "as-is")
     assert placed.canvas_size == (512, 512) and np.array_equal(placed.keypoints, pose.keypoints)
 
 
@@ -49,6 +52,45 @@ def test_fit_letterboxes_and_fill_crops() -> None:
         place_on_canvas(pose, 512, 512, "stretch")  # type: ignore[arg-type]
     with pytest.raises(HumanSDError, match="width"):
         place_on_canvas(pose, 0, 512)
+
+
+def people_at(canvas: int, *offsets: float) -> PoseSet:
+    """One person per offset: a 20-px figure whose points run from ``(offset, offset)`` to ``offset + 20``."""
+    kp = np.zeros((len(offsets), 17, 3), np.float32)
+    for i, off in enumerate(offsets):
+        kp[i, :, 0] = kp[i, :, 1] = off + np.linspace(0, 20, 17)
+        kp[i, :, 2] = 1.0
+    return PoseSet(kp, canvas, canvas)
+
+
+def test_the_default_placement_is_fit() -> None:
+    pose = corners_pose(768, 512)
+    assert np.array_equal(place_on_canvas(pose, 128, 128).keypoints, place_on_canvas(pose, 128, 128, "fit").keypoints)
+
+
+def test_a_person_outside_the_output_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    pose = people_at(128, 10, 300)  # person 1 is off its own canvas, so off any fitted output
+    with caplog.at_level(logging.WARNING, logger="humansd_core.pose.transforms"):
+        placed = place_and_check(pose, 128, 128, frame=3)
+    assert np.array_equal(placed.keypoints, pose.keypoints)
+    assert [r.getMessage() for r in caplog.records] == [
+        "frame 3: person 1 lies entirely outside the 128x128 output (no keypoint with confidence > 0.05 inside "
+        "it); it is not drawn"]
+
+
+def test_every_person_outside_the_output_is_an_error_that_says_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
+    pose = people_at(512, 200, 300)  # both inside their 512 canvas, both beyond 128 px kept as-is
+    with pytest.raises(HumanSDError, match=r"frame 0: every person lies outside the 128x128 output "
+                                           r"\(the pose's canvas is 512x512, placement 'as-is'\).*--place fit"):
+        place_and_check(pose, 128, 128, "as-is")
+    assert place_and_check(pose, 128, 128, "fit").num_people == 2  # what the message suggests works
+    with pytest.raises(HumanSDError, match="outside its own canvas"):
+        place_and_check(people_at(64, 100), 64, 64, "fit")
+    dim = people_at(512, 300).keypoints.copy()
+    dim[0, :, 2] = 0.05  # at the threshold: nothing would be drawn, not this check's concern
+    with caplog.at_level(logging.WARNING):
+        place_and_check(PoseSet(np.concatenate([people_at(512, 10).keypoints, dim]), 512, 512), 128, 128, "as-is")
+    assert not caplog.records
 
 
 def test_flip_mirrors_x_and_swaps_sides() -> None:

@@ -1,8 +1,9 @@
 """``humansd convert`` and ``humansd init-from-sd21``: make our safetensors model files.
 
 ``humansd convert IN OUT.safetensors [--fp16] [--config NAME]`` rewrites a HumanSD
-checkpoint (Lightning ``.ckpt`` or safetensors) keeping only the model tensors, with
-the model config in the file's metadata. No pickled code is ever run.
+checkpoint (Lightning ``.ckpt`` or safetensors; ``embedded``: the tiny model shipped in
+the package) keeping only the model tensors, with the model config in the file's
+metadata. No pickled code is ever run.
 
 ``humansd init-from-sd21 SD21.ckpt OUT.safetensors [--config NAME]`` turns a Stable
 Diffusion 2.1-base checkpoint into a HumanSD starting point (pose input channels
@@ -13,7 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..fileio import require_file
 from ..models.configs import NAMED_CONFIGS
+from ..shipped_files import EMBEDDED, resolve_checkpoint
+from . import add_command
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202 - ModelConfig, imported lazily
@@ -23,9 +27,11 @@ def _config(args: argparse.Namespace):  # noqa: ANN202 - ModelConfig, imported l
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import convert_checkpoint
+    source = resolve_checkpoint(args.input, "input")
 
-    config = convert_checkpoint(args.input, args.output, fp16=args.fp16, config=_config(args))
+    from ..models.checkpoint import convert_checkpoint  # only now: the file is there
+
+    config = convert_checkpoint(source, args.output, fp16=args.fp16, config=_config(args))
     size = Path(args.output).stat().st_size / 2**20
     print(f"wrote {args.output} ({size:.1f} MiB, UNet {config.unet.model_channels} channels, "
           f"{'fp16' if args.fp16 else 'source dtype'})")
@@ -33,9 +39,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _init_from_sd21(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import init_from_sd21
+    source = require_file(args.input, "input")
 
-    init_from_sd21(args.input, args.output, config=_config(args))
+    from ..models.checkpoint import init_from_sd21  # only now: the file is there
+
+    init_from_sd21(source, args.output, config=_config(args))
     size = Path(args.output).stat().st_size / 2**20
     print(f"wrote {args.output} ({size:.1f} MiB): SD2.1 weights with zeroed pose input channels")
     return 0
@@ -44,18 +52,17 @@ def _init_from_sd21(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``convert`` and ``init-from-sd21`` sub-commands."""
     names = sorted(NAMED_CONFIGS)
-    convert = subparsers.add_parser(
-        "convert", help="rewrite a HumanSD checkpoint (.ckpt/.safetensors) as safetensors with its config"
-    )
-    convert.add_argument("input", type=Path, help="HumanSD checkpoint (.ckpt, .pt or .safetensors)")
+    convert = add_command(subparsers, "convert", __doc__,
+                          "rewrite a HumanSD checkpoint (.ckpt/.safetensors) as safetensors with its config")
+    convert.add_argument("input", help=f"HumanSD checkpoint (.ckpt, .pt or .safetensors), or {EMBEDDED} for the "
+                                       "tiny model shipped in the package")
     convert.add_argument("output", type=Path, help="output .safetensors file")
     convert.add_argument("--fp16", action="store_true", help="store floating-point weights as float16")
     convert.add_argument("--config", choices=names, help="model layout (default: from metadata or shapes)")
     convert.set_defaults(func=_convert)
 
-    init = subparsers.add_parser(
-        "init-from-sd21", help="make a HumanSD starting checkpoint from a Stable Diffusion 2.1-base one"
-    )
+    init = add_command(subparsers, "init-from-sd21", __doc__,
+                       "make a HumanSD starting checkpoint from a Stable Diffusion 2.1-base one")
     init.add_argument("input", type=Path, help="SD2.1-base checkpoint (4-channel UNet)")
     init.add_argument("output", type=Path, help="output .safetensors file")
     init.add_argument("--config", choices=names, default="sd21_humansd", help="model layout (default: sd21_humansd)")

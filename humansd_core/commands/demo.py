@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import cv2
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .. import embedded
 from ..errors import CheckpointError, HumanSDError
-from ..shipped_files import shipped_weights
+from ..shipped_files import EMBEDDED, resolve_checkpoint, shipped_weights
+from . import add_command
 from .pose import write_png
+
+if TYPE_CHECKING:  # pragma: no cover - numpy and torch are imported by the handler, after the files are checked
+    import numpy as np
+    import torch
 
 ZOOM = 2  # tiles are drawn at 2x the model's size
 GAP = 6
@@ -31,12 +33,18 @@ LABEL_HEIGHT = 18
 
 def _tile(image: torch.Tensor) -> np.ndarray:
     """``[3, H, W]`` in ``[0, 1]`` → RGB uint8 ``[ZOOM·H, ZOOM·W, 3]`` (nearest, so pixels stay visible)."""
+    import numpy as np
+    import torch
+
     array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(array.repeat(ZOOM, 0).repeat(ZOOM, 1))
 
 
 def contact_sheet(triplets: list[tuple[str, list[np.ndarray]]], columns: int = COLUMNS) -> np.ndarray:
     """Labelled rows of tile triplets (each RGB uint8 ``[T, T, 3]``) on a grey sheet."""
+    import cv2
+    import numpy as np
+
     tile = triplets[0][1][0].shape[0]
     cell_w, cell_h = 3 * tile + 2 * GAP, tile + LABEL_HEIGHT
     rows = -(-len(triplets) // columns)
@@ -56,16 +64,17 @@ def _label(index: int, prompt: str, limit: int = 44) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
+    model_path = resolve_checkpoint(args.model, "--model")
+    judge_path = shipped_weights("estimator_judge.safetensors")
+
+    import torch  # only now: the files are there
+
     from ..pipeline import HumanSDPipeline
     from ..training.tiny_estimator import TinyHeatmapEstimator
 
-    began = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    default = args.model is None
-    model_path = embedded.check_weights(embedded.embedded_model_path() if default else args.model,
-                                        embedded.shipped_digest(embedded.MODEL_NAME) if default else None)
-    judge_path = shipped_weights("estimator_judge.safetensors")
     try:
         pipe = HumanSDPipeline.from_checkpoint(model_path)
     except HumanSDError as exc:
@@ -109,11 +118,11 @@ def _at_least(low: int):  # noqa: ANN202 - an argparse type
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``demo``."""
-    parser = subparsers.add_parser("demo", help="generate people in given poses with the embedded tiny model",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(subparsers, "demo", __doc__, "generate people in given poses with the embedded tiny model")
     parser.add_argument("--output", default="out/demo", help="output folder (default %(default)s)")
-    parser.add_argument("--model", default=None,
-                        help="a HumanSD checkpoint to use instead of the embedded one (trained at 128 x 128)")
+    parser.add_argument("--model", default=EMBEDDED,
+                        help=f"a HumanSD checkpoint trained at 128 x 128, or {EMBEDDED} for the tiny model shipped "
+                             "in the package (default %(default)s)")
     parser.add_argument("--count", type=_at_least(0), default=embedded.EVAL_COUNT,
                         help="sampled poses besides the bundled examples (default %(default)s)")
     parser.add_argument("--steps", type=_at_least(1), default=embedded.STEPS, help="DDIM steps (default %(default)s)")

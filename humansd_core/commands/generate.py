@@ -1,11 +1,15 @@
 """``humansd generate``: images from a pose file and a prompt.
 
 ``humansd generate --ckpt model.safetensors --pose pose.json --prompt "a dancer" -o out.png``
+(``--ckpt embedded``: the tiny model shipped in the package, trained at 128 x 128 on
+synthetic mannequins.)
 
-Defaults are the reference's (:mod:`humansd_core.defaults`: DDIM, 50 steps, cfg 10,
-seed 1234, 512x512, its negative and added prompts). ``--pose`` is any file
-:func:`humansd_core.pose.load_pose_file` reads (every frame is one pose) or a
-skeleton image (``.png``/``.jpg``/``.webp``, resized to the output size).
+Defaults are the reference's (DDIM, 50 steps, cfg 10, seed 1234, 512x512, its
+negative and added prompts: :mod:`humansd_core.defaults`). ``--pose`` is a pose file
+(OpenPose or ``POSE_KEYPOINT`` or COCO ``.json``, HumanSD/MMPose ``.npz``; every frame
+is one pose), scaled onto the output with ``--place fit`` unless told otherwise, or a
+skeleton image (``.png``/``.jpg``/``.webp``, resized to the output size). A person that
+lands outside the output is a warning; every person of a frame outside is an error.
 
 Output naming: image 0 goes to ``out.png`` itself, image ``i >= 1`` to
 ``out_0001.png``, ``out_0002.png``, ... (four-digit index before the suffix); images
@@ -22,12 +26,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .. import defaults
 from ..errors import HumanSDError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, require_file
+from ..shipped_files import EMBEDDED, resolve_checkpoint
+from . import add_command
 
 logger = logging.getLogger(__name__)
 
@@ -53,23 +58,32 @@ def format_parameters(params: dict[str, Any], seed: int, model: str, pose: str) 
     ])
 
 
-def _poses(path: Path, width: int, height: int) -> list[Any]:
+def _read_poses(path: Path) -> list[Any] | Image.Image:
+    """The frames of a pose file, or a skeleton image (RGB) to resize to the output size later."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
             with Image.open(path) as img:
-                skeleton = img.convert("RGB")
+                return img.convert("RGB")
         except (OSError, ValueError) as exc:
             raise HumanSDError(f"{path}: cannot read the skeleton image: {exc}") from exc
-        if skeleton.size != (width, height):
-            logger.info("resizing skeleton image %s from %dx%d to %dx%d", path, *skeleton.size, width, height)
-            skeleton = skeleton.resize((width, height), Image.Resampling.NEAREST)
-        return [np.asarray(skeleton)]
     from ..pose import load_pose_file
 
     frames = load_pose_file(path)
     if not frames:
         raise HumanSDError(f"{path}: no frames in the pose file")
     return frames
+
+
+def _at_size(poses: list[Any] | Image.Image, path: Path, width: int, height: int) -> list[Any]:
+    """Pose frames as they are, or the skeleton image resized to ``width x height`` as ``[H, W, 3]`` uint8."""
+    if not isinstance(poses, Image.Image):
+        return poses
+    import numpy as np
+
+    if poses.size != (width, height):
+        logger.info("resizing skeleton image %s from %dx%d to %dx%d", path, *poses.size, width, height)
+        poses = poses.resize((width, height), Image.Resampling.NEAREST)
+    return [np.asarray(poses)]
 
 
 def _save(path: Path, image: Image.Image, text: str | None) -> None:
@@ -82,25 +96,29 @@ def _save(path: Path, image: Image.Image, text: str | None) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..pipeline import HumanSDPipeline
-
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise HumanSDError(f"-o {output}: the output must be a .png file")
     if args.batch < 1:
         raise HumanSDError(f"--batch: expected at least 1, got {args.batch}")
+    ckpt = resolve_checkpoint(args.ckpt, "--ckpt")
+    pose_path = require_file(args.pose, "--pose")
     init = None
     if args.init_image:
         try:
-            with Image.open(args.init_image) as img:
+            with Image.open(require_file(args.init_image, "--init-image")) as img:
                 init = img.convert("RGB")
         except (OSError, ValueError) as exc:
             raise HumanSDError(f"--init-image {args.init_image}: cannot read the image: {exc}") from exc
-    pipe = HumanSDPipeline.from_checkpoint(args.ckpt, device=args.device, dtype=getattr(torch, DTYPES[args.dtype]))
+    poses = _read_poses(pose_path)
+
+    import torch  # only now: the files are there
+
+    from ..pipeline import HumanSDPipeline
+
+    pipe = HumanSDPipeline.from_checkpoint(ckpt, device=args.device, dtype=getattr(torch, DTYPES[args.dtype]))
     width, height = pipe.valid_size(args.width, args.height)
-    poses = _poses(Path(args.pose), width, height)
+    poses = _at_size(poses, pose_path, width, height)
     print(f"generating {len(poses) * args.batch} image(s) at {width}x{height} from {len(poses)} pose(s)")
     result = pipe.generate(
         poses, args.prompt, negative=args.negative, steps=args.steps, cfg=args.cfg, sampler=args.sampler,
@@ -111,8 +129,8 @@ def _generate(args: argparse.Namespace) -> int:
     paths = output_paths(output, len(result.seeds))
     overlays = result.overlays() if args.overlay else []
     for i, (path, image) in enumerate(zip(paths, result.to_pil(), strict=True)):
-        pose_ref = f"{Path(args.pose).name}#{i // args.batch}"
-        _save(path, image, format_parameters(result.parameters, result.seeds[i], Path(args.ckpt).name, pose_ref))
+        pose_ref = f"{pose_path.name}#{i // args.batch}"
+        _save(path, image, format_parameters(result.parameters, result.seeds[i], ckpt.name, pose_ref))
         if overlays:
             _save(path.with_name(f"{path.stem}_overlay.png"), overlays[i], None)
         print(f"wrote {path} (seed {result.seeds[i]})")
@@ -121,9 +139,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``humansd generate``."""
-    p = subparsers.add_parser("generate", help="generate images from a pose and a prompt",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="HumanSD checkpoint (.safetensors or .ckpt)")
+    p = add_command(subparsers, "generate", __doc__, "generate images from a pose and a prompt")
+    p.add_argument("--ckpt", required=True,
+                   help=f"HumanSD checkpoint (.safetensors or .ckpt), or {EMBEDDED} for the tiny model shipped "
+                        "in the package (trained at 128 x 128)")
     p.add_argument("--pose", required=True, help="pose file (.json/.npz; one image per frame) or a skeleton image")
     p.add_argument("--prompt", required=True, help="what to draw")
     p.add_argument("-o", "--output", required=True, help="output .png (more images: NAME_0001.png, ...)")
@@ -142,9 +161,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rounded to the nearest multiple of 64 (default: %(default)s)")
     p.add_argument("--height", type=int, default=defaults.HEIGHT,
                    help="rounded to the nearest multiple of 64 (default: %(default)s)")
-    p.add_argument("--place", choices=("as-is", "fit", "fill"), default="as-is",
-                   help="pose canvas -> output: keep pixel coordinates (as-is), or scale to fit/fill "
-                        "(default: %(default)s)")
+    p.add_argument("--place", choices=defaults.PLACE_MODES, default=defaults.PLACE,
+                   help="pose canvas -> output: scale the whole canvas to fit inside (fit, letterbox) or to cover "
+                        "the output (fill, crop), or keep the pixel coordinates (as-is) (default: %(default)s)")
     p.add_argument("--batch", type=int, default=1, help="images per pose (default: %(default)s)")
     p.add_argument("--strength", type=float, default=defaults.STRENGTH,
                    help="img2img strength with --init-image: 1 = ignore the init (default: %(default)s)")

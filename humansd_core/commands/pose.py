@@ -1,10 +1,11 @@
 """``humansd pose``: render skeleton images from pose files, convert pose files.
 
-``humansd pose render INPUT -W 512 -H 512 [--fit|--fill] -o out.png`` reads any
-format of :func:`humansd_core.pose.load_pose_file` (``.json`` or ``.npz``), prints
-what it read and writes the skeleton image(s) atomically. One frame is written to
-``out.png`` itself; several frames go to ``out_0000.png``, ``out_0001.png``, ... (the
-output name with a four-digit frame index before the suffix).
+``humansd pose render INPUT -W 512 -H 512 [--place fit|fill|as-is] -o out.png`` reads
+a pose file (OpenPose or ``POSE_KEYPOINT`` or COCO ``.json``, HumanSD/MMPose ``.npz``),
+scales its canvas onto W x H (``fit``, the default, as everywhere), prints what it read
+and writes the skeleton image(s) atomically. One frame is written to ``out.png``
+itself; several frames go to ``out_0000.png``, ``out_0001.png``, ... (the output name
+with a four-digit frame index before the suffix).
 
 ``humansd pose convert INPUT -o out.json`` writes the poses as OpenPose JSON (one
 frame: a frame dict) or ``POSE_KEYPOINT`` (several frames: a list of frame dicts).
@@ -13,23 +14,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
 
+from .. import defaults
 from ..errors import HumanSDError
 from ..fileio import atomic_path
-from ..pose import (
-    filter_people,
-    load_pose_file,
-    place_on_canvas,
-    render_skeleton,
-    scaled_thickness,
-    threshold_keypoints,
-    write_openpose_json,
-)
-from ..pose.keypoints import PoseSet
-from ..pose.render import DEFAULT_THICKNESS, DEFAULT_THRESHOLD
+from . import add_command
+
+if TYPE_CHECKING:  # pragma: no cover - numpy and the pose code are imported by the handlers
+    import numpy as np
+
+    from ..pose.keypoints import PoseSet
 
 
 def frame_paths(output: Path, count: int) -> list[Path]:
@@ -46,6 +43,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def _read(args: argparse.Namespace) -> list[PoseSet]:
+    from ..pose import filter_people, load_pose_file
+
     canvas = (args.width, args.height) if args.width and args.height else None
     frames = load_pose_file(args.input, canvas=canvas)
     if not frames:
@@ -54,12 +53,14 @@ def _read(args: argparse.Namespace) -> list[PoseSet]:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from ..pose import place_and_check, render_skeleton, scaled_thickness, threshold_keypoints
+
     frames = _read(args)
-    mode = "fit" if args.fit else "fill" if args.fill else "as-is"
+    mode = args.place
     images, kept = [], 0
-    for frame in frames:
+    for index, frame in enumerate(frames):
         width, height = args.width or frame.canvas_width, args.height or frame.canvas_height
-        placed = place_on_canvas(frame, width, height, mode)
+        placed = place_and_check(frame, width, height, mode, frame=index, threshold=args.threshold)
         thickness = scaled_thickness(width, height) if args.scale_thickness else args.thickness
         kept += threshold_keypoints(placed, args.threshold).visible_count()
         images.append(render_skeleton(placed, threshold=args.threshold, thickness=thickness))
@@ -73,6 +74,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from ..pose import write_openpose_json
+
     frames = _read(args)
     write_openpose_json(args.output, frames[0] if len(frames) == 1 else frames, threshold=args.threshold)
     print(f"read {args.input}: {len(frames)} frame(s), {sum(f.num_people for f in frames)} people")
@@ -92,31 +95,34 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-W", "--width", type=_positive_int, help="image width (default: the pose's canvas); "
                         "with -H, also the canvas of inputs that carry none (CMU OpenPose, npz)")
     parser.add_argument("-H", "--height", type=_positive_int, help="image height (default: the pose's canvas)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=defaults.KEYPOINT_THRESHOLD,
                         help="keep keypoints with confidence above this (default %(default)s)")
-    parser.add_argument("--min-score", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--min-score", type=float, default=defaults.KEYPOINT_THRESHOLD,
                         help="keep people with score above this (default %(default)s)")
     parser.add_argument("-o", "--output", required=True, help="output file")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pose render`` and ``pose convert``."""
-    pose = subparsers.add_parser("pose", help="render or convert pose files")
+    pose = add_command(subparsers, "pose", __doc__, "render or convert pose files")
     actions = pose.add_subparsers(dest="pose_command", required=True, metavar="ACTION")
 
-    render = actions.add_parser("render", help="draw the HumanSD skeleton image of a pose file",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    render = add_command(actions, "render", __doc__, "draw the HumanSD skeleton image of a pose file")
     _add_common(render)
     place = render.add_mutually_exclusive_group()
-    place.add_argument("--fit", action="store_true", help="scale the pose's canvas to fit inside W x H (letterbox)")
-    place.add_argument("--fill", action="store_true", help="scale the pose's canvas to cover W x H (crop)")
+    place.add_argument("--place", choices=defaults.PLACE_MODES,
+                       help="pose canvas -> W x H: scale to fit inside (fit, letterbox) or to cover it (fill, crop), "
+                            f"or keep the pixel coordinates (as-is) (default: {defaults.PLACE})")
+    place.add_argument("--fit", dest="place", action="store_const", const="fit", help="the same as --place fit")
+    place.add_argument("--fill", dest="place", action="store_const", const="fill", help="the same as --place fill")
+    render.set_defaults(place=defaults.PLACE)
     width = render.add_mutually_exclusive_group()
-    width.add_argument("--thickness", type=_positive_int, default=DEFAULT_THICKNESS,
+    width.add_argument("--thickness", type=_positive_int, default=defaults.LINE_THICKNESS,
                        help="line thickness in pixels (default %(default)s, as trained at 512 px)")
     width.add_argument("--scale-thickness", action="store_true",
                        help="scale the thickness with the shorter image side (10 at 512 px)")
     render.set_defaults(func=_render)
 
-    convert = actions.add_parser("convert", help="write a pose file as OpenPose JSON / POSE_KEYPOINT")
+    convert = add_command(actions, "convert", __doc__, "write a pose file as OpenPose JSON / POSE_KEYPOINT")
     _add_common(convert)
     convert.set_defaults(func=_convert)

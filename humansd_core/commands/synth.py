@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..synthetic import write_dataset
+from . import add_command
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from ..synthetic import write_dataset
+
     size = args.size if args.height is None else (args.size, args.height)
     began = time.perf_counter()
     write_dataset(args.out, args.count, size, seed=args.seed, start=args.start)
@@ -24,8 +26,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("synth", help="write synthetic mannequin images + poses + captions",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Add ``humansd synth``."""
+    parser = add_command(subparsers, "synth", __doc__, "write synthetic mannequin images + poses + captions")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--count", type=int, default=100, help="number of samples (default 100)")
     parser.add_argument("--size", type=int, default=64, help="image width in pixels (default 64)")

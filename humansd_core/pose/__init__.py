@@ -15,7 +15,16 @@ from .formats import (
 )
 from .keypoints import COCO17_FLIP_PERMUTATION, COCO17_NAMES, PoseSet
 from .render import render_batch, render_skeleton, scaled_thickness, skeleton_palette
-from .transforms import filter_people, flip_horizontal, place_on_canvas, scale_translate, threshold_keypoints
+from .transforms import (
+    DEFAULT_PLACE,
+    PLACE_MODES,
+    filter_people,
+    flip_horizontal,
+    place_and_check,
+    place_on_canvas,
+    scale_translate,
+    threshold_keypoints,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .detect import OpenPoseBodyDetector, find_openpose_weights
@@ -23,9 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {"OpenPoseBodyDetector", "find_openpose_weights"}
 
 __all__ = [
-    "COCO17_FLIP_PERMUTATION", "COCO17_NAMES", "OpenPoseBodyDetector", "PoseSet",
+    "COCO17_FLIP_PERMUTATION", "COCO17_NAMES", "DEFAULT_PLACE", "OpenPoseBodyDetector", "PLACE_MODES", "PoseSet",
     "filter_people", "find_openpose_weights", "flip_horizontal", "load_pose_file",
-    "parse_pose_data", "parse_pose_text", "place_on_canvas", "render_batch",
+    "parse_pose_data", "parse_pose_text", "place_and_check", "place_on_canvas", "render_batch",
     "render_skeleton", "scale_translate", "scaled_thickness", "skeleton_palette",
     "threshold_keypoints", "to_openpose_json", "to_pose_keypoint", "write_openpose_json",
 ]

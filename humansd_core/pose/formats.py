@@ -88,17 +88,21 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r:.60}"
 
 
-def parse_pose_text(text: str, source: str = "<text>", *, canvas: Canvas | None = None) -> list[PoseSet]:
-    """Parse JSON text (any format of :func:`parse_pose_data`)."""
+def decode_pose_json(text: str, source: str = "<text>") -> object:
+    """``json.loads`` with errors as :class:`PoseFormatError` naming ``source``, line and column."""
     if not isinstance(text, str):
         raise PoseFormatError(f"{source}: expected JSON text, got {type(text).__name__}")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PoseFormatError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # e.g. integers too long, nesting too deep
         raise PoseFormatError(f"{source}: unreadable JSON: {exc}") from None
-    return parse_pose_data(data, source, canvas=canvas)
+
+
+def parse_pose_text(text: str, source: str = "<text>", *, canvas: Canvas | None = None) -> list[PoseSet]:
+    """Parse JSON text (any format of :func:`parse_pose_data`)."""
+    return parse_pose_data(decode_pose_json(text, source), source, canvas=canvas)
 
 
 def load_pose_file(path: str | os.PathLike[str], *, canvas: Canvas | None = None) -> list[PoseSet]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .. import defaults
 from ..errors import HumanSDError
 from .keypoints import PoseSet
 
@@ -25,8 +26,8 @@ SKELETON_LIMBS: tuple[tuple[int, int], ...] = (
     (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (6, 8),
     (7, 9), (8, 10), (5, 11), (6, 12), (11, 13), (12, 14), (13, 15), (14, 16),
 )
-DEFAULT_THICKNESS = 10
-DEFAULT_THRESHOLD = 0.05
+DEFAULT_THICKNESS = defaults.LINE_THICKNESS
+DEFAULT_THRESHOLD = defaults.KEYPOINT_THRESHOLD
 MAX_THICKNESS = 1024
 
 

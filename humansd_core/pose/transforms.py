@@ -5,16 +5,22 @@ their (meaningless) coordinates, so they stay ``[0, 0, 0]`` when written out.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HumanSDError
 from .keypoints import COCO17_FLIP_PERMUTATION, PoseSet
+from .render import DEFAULT_THRESHOLD
+
+logger = logging.getLogger(__name__)
 
 PlaceMode = Literal["as-is", "fit", "fill"]
-PLACE_MODES: tuple[str, ...] = ("as-is", "fit", "fill")
+PLACE_MODES: tuple[str, ...] = defaults.PLACE_MODES
+DEFAULT_PLACE: PlaceMode = defaults.PLACE  # every entry point's default (pipeline, CLI, nodes)
 
 
 def _affine(pose: PoseSet, scale: float, dx: float, dy: float, width: int, height: int) -> PoseSet:
@@ -26,7 +32,7 @@ def _affine(pose: PoseSet, scale: float, dx: float, dy: float, width: int, heigh
     return pose.replace(keypoints=kp, canvas_width=width, canvas_height=height)
 
 
-def place_on_canvas(pose: PoseSet, width: int, height: int, mode: PlaceMode = "as-is") -> PoseSet:
+def place_on_canvas(pose: PoseSet, width: int, height: int, mode: PlaceMode = DEFAULT_PLACE) -> PoseSet:
     """Put ``pose`` on a ``width x height`` canvas.
 
     - ``"as-is"``: coordinates unchanged, only the canvas size changes (points
@@ -34,6 +40,8 @@ def place_on_canvas(pose: PoseSet, width: int, height: int, mode: PlaceMode = "a
     - ``"fit"``: letterbox: scale uniformly so the whole old canvas fits, centred;
     - ``"fill"``: scale uniformly so the old canvas covers the new one, centred
       (the overflow is cropped when drawn).
+
+    The default, :data:`DEFAULT_PLACE` (``"fit"``), is every entry point's default.
     """
     if mode not in PLACE_MODES:
         raise HumanSDError(f"mode: expected one of {PLACE_MODES}, got {mode!r}")
@@ -47,6 +55,37 @@ def place_on_canvas(pose: PoseSet, width: int, height: int, mode: PlaceMode = "a
     dx = (width - pose.canvas_width * scale) / 2.0
     dy = (height - pose.canvas_height * scale) / 2.0
     return _affine(pose, scale, dx, dy, int(width), int(height))
+
+
+def place_and_check(pose: PoseSet, width: int, height: int, mode: PlaceMode = DEFAULT_PLACE, *, frame: int = 0,
+                    threshold: float = DEFAULT_THRESHOLD) -> PoseSet:
+    """:func:`place_on_canvas`, then make sure the people it will draw land on the ``width x height`` output.
+
+    A person "lands outside" when it has keypoints with confidence ``> threshold``
+    but none of them inside the output (``0 <= x < width``, ``0 <= y < height``).
+    Each such person is logged as a warning naming ``frame``, the person and the
+    output size; when every person with visible keypoints lands outside, the
+    skeleton image would be blank, and ``HumanSDError`` is raised instead (naming
+    the frame, the pose's canvas, the output size and the placement to use). People
+    without visible keypoints are not this check's concern.
+    """
+    placed = place_on_canvas(pose, width, height, mode)
+    kp = placed.keypoints
+    visible = kp[..., 2] > threshold  # [P, 17]
+    inside = visible & (kp[..., 0] >= 0) & (kp[..., 0] < width) & (kp[..., 1] >= 0) & (kp[..., 1] < height)
+    drawn = visible.any(axis=1)
+    outside = np.flatnonzero(drawn & ~inside.any(axis=1))
+    if outside.size and outside.size == int(drawn.sum()):
+        hint = ("its keypoints lie outside its own canvas" if mode == "fit" else
+                f"scale the pose's canvas onto the output with placement 'fit' (--place fit), not {mode!r}")
+        raise HumanSDError(
+            f"frame {frame}: every person lies outside the {width}x{height} output (the pose's canvas is "
+            f"{pose.canvas_width}x{pose.canvas_height}, placement {mode!r}), so the skeleton image would be "
+            f"blank: {hint}")
+    for person in outside:
+        logger.warning("frame %d: person %d lies entirely outside the %dx%d output (no keypoint with confidence "
+                       "> %g inside it); it is not drawn", frame, person, width, height, threshold)
+    return placed
 
 
 def flip_horizontal(pose: PoseSet) -> PoseSet:

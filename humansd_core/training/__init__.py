@@ -1,41 +1,36 @@
-"""Training parts: the heatmap-guided loss, heatmap estimators, latent decoders, the distilled net, LoRA."""
+"""Training parts: the heatmap-guided loss, heatmap estimators, latent decoders, the distilled net, LoRA.
+
+Names are imported lazily (``humansd_core.training.config`` stays light, so the CLI
+can read a training config before torch is imported; the parts pull in torch on
+first use).
+"""
 from __future__ import annotations
 
-from .decoders import (
-    FullVAEDecoder,
-    LinearLatentDecoder,
-    ReducedVAEDecoder,
-    fit_linear_decoder,
-)
-from .distilled import (
-    DistilledHeatmapEstimator,
-    fit_distilled_estimator,
-    shipped_distilled,
-    teacher_heatmaps,
-)
-from .estimators import (
-    HeatmapEstimator,
-    KeypointGaussianEstimator,
-    OpenPoseHeatmapEstimator,
-)
-from .lora import (
-    LoRAConfig,
-    apply_lora,
-    load_lora,
-    lora_parameters,
-    merge_lora,
-    save_lora,
-)
-from .loss import (
-    HeatmapGuidedLoss,
-    HeatmapLossConfig,
-    LossDiagnostics,
-    TimestepBinStats,
-)
+from ..lazy_exports import lazy_getattr
 
-__all__ = [
-    "DistilledHeatmapEstimator", "FullVAEDecoder", "HeatmapEstimator", "HeatmapGuidedLoss", "HeatmapLossConfig",
-    "KeypointGaussianEstimator", "LinearLatentDecoder", "LoRAConfig", "LossDiagnostics", "OpenPoseHeatmapEstimator",
-    "ReducedVAEDecoder", "TimestepBinStats", "apply_lora", "fit_distilled_estimator", "fit_linear_decoder",
-    "load_lora", "lora_parameters", "merge_lora", "save_lora", "shipped_distilled", "teacher_heatmaps",
-]
+_EXPORTS = {
+    "DistilledHeatmapEstimator": "distilled",
+    "FullVAEDecoder": "decoders",
+    "HeatmapEstimator": "estimators",
+    "HeatmapGuidedLoss": "loss",
+    "HeatmapLossConfig": "loss",
+    "KeypointGaussianEstimator": "estimators",
+    "LinearLatentDecoder": "decoders",
+    "LoRAConfig": "lora",
+    "LossDiagnostics": "loss",
+    "OpenPoseHeatmapEstimator": "estimators",
+    "ReducedVAEDecoder": "decoders",
+    "TimestepBinStats": "loss",
+    "apply_lora": "lora",
+    "fit_distilled_estimator": "distilled",
+    "fit_linear_decoder": "decoders",
+    "load_lora": "lora",
+    "lora_parameters": "lora",
+    "merge_lora": "lora",
+    "save_lora": "lora",
+    "shipped_distilled": "distilled",
+    "teacher_heatmaps": "distilled",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

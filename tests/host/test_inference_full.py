@@ -3,8 +3,9 @@
 Random fp16 weights (``tests/checkpoints.py``), 128 x 128, 2 steps: each prompt loads
 and runs the real architecture (~25 s on 2 CPU cores), so the prompts are few and share
 one server and one cached load. The stock loader's channel failure and the
-HumanSDModelPatch fix are in ``test_stock_loader.py``; here the HumanSD loader and the
-LoRA path run the workflows users get.
+HumanSDModelPatch fix are in ``test_stock_loader.py``; the LoRA workflow (stock loaders,
+a LoRA, the model patch) runs from the browser in ``test_frontend_workflows.py``; here
+the HumanSD loader runs the workflows users get.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from checkpoints import full_random_checkpoint
 
@@ -27,13 +27,6 @@ pytestmark = [pytest.mark.host, pytest.mark.slow]
 
 SIZE = 128
 CKPT_NAME = "humansd_random_full.safetensors"  # the name test_stock_loader.py links too
-LORA_NAME = "humansd_test_lora.safetensors"
-# LDM UNet layers given a LoRA (attention projections and a conv), with their weight shapes.
-LORA_TARGETS = {
-    "input_blocks.1.1.transformer_blocks.0.attn1.to_q": (320, 320),
-    "middle_block.1.transformer_blocks.0.attn2.to_k": (1280, 1024),
-    "output_blocks.11.1.proj_out": (320, 320),
-}
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +64,6 @@ def test_batch_of_pose_frames_to_images(comfy_host: ComfyHost, full_name: str) -
     images = saved_images(comfy_host, comfy_host.run_prompt(prompt, timeout=600))
     assert images.shape == (2, SIZE, SIZE, 3)
     assert not np.array_equal(images[0], images[1])
-
-
-def test_lora_through_stock_loaders_and_the_model_patch(comfy_host: ComfyHost, full_name: str) -> None:
-    generator = torch.Generator().manual_seed(0)
-    lora: dict[str, torch.Tensor] = {}
-    for key, (out_features, in_features) in LORA_TARGETS.items():
-        lora[f"diffusion_model.{key}.lora_down.weight"] = torch.randn(4, in_features, generator=generator) * 0.01
-        lora[f"diffusion_model.{key}.lora_up.weight"] = torch.randn(out_features, 4, generator=generator) * 0.01
-        lora[f"diffusion_model.{key}.alpha"] = torch.tensor(4.0)
-    save_file({k: v.half() for k, v in lora.items()}, str(comfy_host.loras_dir / LORA_NAME))
-    log_start = len(comfy_host.log_text())
-
-    prompt = small(load_api("humansd_lora"), person_frame(512))
-    set_inputs(prompt, "CheckpointLoaderSimple", ckpt_name=full_name)
-    set_inputs(prompt, "LoraLoaderModelOnly", lora_name=LORA_NAME)
-    images = saved_images(comfy_host, comfy_host.run_prompt(prompt, timeout=600))
-    assert images.shape == (1, SIZE, SIZE, 3)
-    assert "lora key not loaded" not in comfy_host.log_text()[log_start:]
 
 
 def test_photo_workflow_detects_then_generates(comfy_host: ComfyHost, full_name: str, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ check the nodes' behaviour in seconds; the full-size layout is covered by
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ from humansd_core.pose import parse_pose_data
 
 from checkpoints import tiny_checkpoint
 from .comfy_server import ComfyHost, PromptError
-from .comfy_setup import REPO_ROOT, ensure_comfyui
+from .server_env import ServerEnv
 from .inference_prompts import (
     add_node,
     load_api,
@@ -105,11 +106,12 @@ def test_modular_workflow_with_pose_conditioning_node(comfy_host: ComfyHost, tin
 # --- what the UNet receives ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def probe_host(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[ComfyHost]:
-    """A second server with the test-only probe pack next to this pack (tests/host/probe_pack)."""
-    host = ComfyHost(ensure_comfyui(), REPO_ROOT, tmp_path_factory.mktemp("comfy_probe_host"))
-    host.custom_nodes_dir.mkdir(parents=True)
-    (host.custom_nodes_dir / "humansd_test_probe").symlink_to(Path(__file__).parent / "probe_pack")
+def probe_host(tmp_path_factory: pytest.TempPathFactory, server_env: ServerEnv, installed_pack: Path,
+               tiny_path: Path) -> Iterator[ComfyHost]:
+    """A second server with the test-only probe pack (tests/host/probe_pack) next to this pack."""
+    probe_nodes = tmp_path_factory.mktemp("probe_custom_nodes")
+    shutil.copytree(Path(__file__).parent / "probe_pack", probe_nodes / "humansd_test_probe")
+    host = ComfyHost(server_env, [installed_pack.parent, probe_nodes], tmp_path_factory.mktemp("comfy_probe_host"))
     host.checkpoints_dir.mkdir(parents=True)
     (host.checkpoints_dir / TINY).symlink_to(tiny_path)
     try:

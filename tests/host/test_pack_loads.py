@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 from .comfy_server import PACK_NAME, ComfyHost
-from .comfy_setup import REPO_ROOT
+from .server_env import ServerEnv, server_environ
 
 pytestmark = pytest.mark.host
 
-# Import the checkout as a package the way ComfyUI does (folder + __init__.py), in a
-# fresh interpreter so the test process keeps no second copy of the pack.
+# Import the installed pack as a package the way ComfyUI does (folder + __init__.py), in
+# the server's interpreter, from its folder, so the test process keeps no second copy.
 _LIST_NODES = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location(
@@ -26,9 +26,9 @@ print(json.dumps(sorted(pack.NODE_CLASS_MAPPINGS)))
 
 
 @pytest.fixture(scope="module")
-def pack_node_ids() -> list[str]:
-    out = subprocess.run([sys.executable, "-c", _LIST_NODES, str(REPO_ROOT)],
-                         capture_output=True, text=True, check=True)
+def pack_node_ids(server_env: ServerEnv, installed_pack: Path) -> list[str]:
+    out = subprocess.run([str(server_env.python), "-c", _LIST_NODES, str(installed_pack)], cwd=server_env.comfy_dir,
+                         env=server_environ(), capture_output=True, text=True, check=True)
     ids = json.loads(out.stdout.strip().splitlines()[-1])
     assert ids, "the pack declares no nodes"
     return ids

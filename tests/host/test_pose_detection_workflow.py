@@ -8,7 +8,6 @@ weights error here and by ``test_inference_full.py`` (random weights: nobody is 
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -16,36 +15,33 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from humansd_core import embedded
 from humansd_core.pose import parse_pose_data, place_on_canvas, to_pose_keypoint
 from humansd_core.pose.mannequin_detect import DEFAULT_MIN_CONFIDENCE, detect_mannequin_pose, mannequin_agreements
-from humansd_core.synthetic import generate_scene, scene_rng
 from humansd_core.training.tiny_estimator_eval import pck
 
 from .comfy_server import ComfyHost, PromptError
-from .inference_prompts import add_node, load_api, node_id, saved_images, set_inputs
+from .inference_prompts import (
+    MANNEQUIN,
+    MANNEQUIN_JUDGE,
+    add_node,
+    load_api,
+    node_id,
+    saved_images,
+    set_inputs,
+    upload_mannequin_scene,
+)
 
 pytestmark = pytest.mark.host
 
 SIZE = embedded.SIZE  # 128
-SCENE_SEED = 4242  # neither the estimators' (1, 2) nor the embedded model's (0) training scenes
-MANNEQUIN = "mannequin (bundled, one person, synthetic figures only)"
-MANNEQUIN_JUDGE = "mannequin judge (bundled, in the condition's boxes, synthetic figures only)"
 OKS_TOLERANCE = 0.01  # node (float IMAGE) against core (the saved 8-bit PNGs); measured max difference 0.0013
 
 
 def _report(history: dict[str, Any], node: str) -> dict[str, Any]:
     (text,) = ComfyHost.outputs_of(history)[node]["text"]
     return json.loads(text)
-
-
-def _upload_scene(host: ComfyHost, index: int):
-    scene = generate_scene(scene_rng(SCENE_SEED, index), SIZE, max_people=1)
-    buffer = io.BytesIO()
-    Image.fromarray(scene.image).save(buffer, format="PNG")
-    return scene, host.upload_image(f"humansd_mannequin_{index}.png", buffer.getvalue())
 
 
 def test_detector_choices_keep_old_workflows_and_say_what_they_do(comfy_host: ComfyHost) -> None:
@@ -63,7 +59,7 @@ def test_detector_choices_keep_old_workflows_and_say_what_they_do(comfy_host: Co
 
 
 def test_photo_workflow_with_the_mannequin_detector_generates_from_the_scene_pose(comfy_host: ComfyHost) -> None:
-    scene, name = _upload_scene(comfy_host, 0)
+    scene, name = upload_mannequin_scene(comfy_host, 0)
     prompt = load_api("humansd_photo_to_image")  # the embedded model, as shipped
     set_inputs(prompt, "LoadImage", image=name)
     set_inputs(prompt, "HumanSDPoseFromImage", detector=MANNEQUIN)
@@ -87,7 +83,7 @@ def test_photo_workflow_with_the_mannequin_detector_generates_from_the_scene_pos
 
 
 def test_missing_openpose_weights_are_a_clear_error_of_the_photo_node(comfy_host: ComfyHost, tmp_path: Path) -> None:
-    _, name = _upload_scene(comfy_host, 0)
+    _, name = upload_mannequin_scene(comfy_host, 0)
     prompt = set_inputs(load_api("humansd_photo_to_image"), "LoadImage", image=name)  # OpenPose, the default
     set_inputs(prompt, "HumanSDPoseFromImage", weights_path=str(tmp_path / "missing" / "body_pose_model.pth"))
     with pytest.raises(PromptError) as failure:
