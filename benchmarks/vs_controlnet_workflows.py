@@ -1,9 +1,11 @@
 """Whole prompts in a real ComfyUI: HumanSD Sampler vs the stock SD2.1 + ControlNet graph, seconds per image.
 
-    python -m benchmarks.vs_controlnet_workflows [--size 256] [--steps 4] [--rounds 4] [--threads 1]
+    python -m benchmarks.vs_controlnet_workflows [--size 256] [--steps 4] [--blocks 2] [--runs 2] [--threads 1]
 
-Run from the repository root. Starts the test suite's ComfyUI 0.3.75 (``tests/host``,
-provisioned into ``.cache/`` on first use) with this pack loaded, and queues two graphs
+Run from the repository root. Starts the test suite's ComfyUI 0.3.75 the way the host tests
+do (``tests/host``: this checkout copied as a clone would be, ``pack_copy.py``; ComfyUI's own
+environment with the pack's requirements, ``server_env.py``; both provisioned into
+``.cache/`` on first use) with this pack loaded, and queues two graphs
 on the same pose skeleton (``HumanSD Pose from JSON``), size, steps, sampler (DDIM,
 ``ddim_uniform``), cfg and seed:
 
@@ -21,10 +23,13 @@ negative, sampling, decoding, a PNG; HumanSD also VAE-encodes the skeleton, the 
 runs the ControlNet at every step. Model loading is excluded from both the same way: the
 first run of each graph (which loads its files) is a warm-up, reported apart; ComfyUI
 caches the loaders' outputs, and every later run changes the seed and both prompts (in
-both graphs) so that everything after the loaders runs again. The runs then alternate
-(A B, B A, ...). Time per image = CPU time of the server process (user + system, all its
-threads) over the prompt, and ComfyUI's own execution wall time (history timestamps).
-The server runs torch at ``--threads`` (``OMP_NUM_THREADS``).
+both graphs) so that everything after the loaders runs again. Each graph runs in a server
+of its own holding only its models (both graphs' fp32 models in one server need about
+11 GiB, more than a shared machine can spare), in blocks that alternate (A B, B A, ...):
+per block a fresh server, the warm-up run, then ``--runs`` timed runs. Time per image =
+CPU time of the server process (user + system, all its threads) over the prompt, and
+ComfyUI's own execution wall time (history timestamps). The server runs torch at
+``--threads`` (``OMP_NUM_THREADS``). Also printed: each server's peak RSS (loads included).
 
 Last line: ``humansd_over_controlnet_workflow=<ratio of CPU medians> wall=<ratio of wall medians>``.
 """
@@ -49,8 +54,10 @@ from benchmarks.vs_controlnet import CONTROLNET_PREFIX, controlnet_layout
 from humansd_core.models.checkpoint import UNET_PREFIX, random_tensors
 from humansd_core.models.configs import sd21_humansd_config
 from tests.checkpoints import CACHE_DIR, full_random_checkpoint
-from tests.host.comfy_server import ComfyHost
-from tests.host.comfy_setup import REPO_ROOT, ensure_comfyui
+from tests.host.comfy_server import PACK_NAME, ComfyHost
+from tests.host.comfy_setup import REPO_ROOT
+from tests.host.pack_copy import copy_checkout
+from tests.host.server_env import ServerEnv, ensure_server_env
 from tests.host.inference_prompts import link_checkpoint, person_frame
 
 HUMANSD_NAME = "humansd_random_full.safetensors"
@@ -60,25 +67,21 @@ INPUT_CONV = UNET_PREFIX + "input_blocks.0.0.weight"
 
 
 class ControlNetHost(ComfyHost):
-    """The test suite's ComfyUI host, with a ``controlnet`` model folder of its own (``models/controlnet``)."""
+    """The test suite's ComfyUI host (``tests/host/comfy_server.py``: the server's own environment, the
+    pack as installed), with a ``controlnet`` model folder of its own (``models/controlnet``)."""
 
-    def __init__(self, comfy_dir: Path, pack_dir: Path, work_dir: Path) -> None:
-        super().__init__(comfy_dir, pack_dir, work_dir)
+    def __init__(self, env: ServerEnv, custom_nodes: list[Path], work_dir: Path) -> None:
+        super().__init__(env, custom_nodes, work_dir)
         self.controlnet_dir = self.models_dir / "controlnet"
 
     def _write_config(self) -> Path:
         config = super()._write_config()
         self.controlnet_dir.mkdir(parents=True, exist_ok=True)
-        with open(config, "a") as handle:
-            handle.write(f"    controlnet: {self.controlnet_dir}\n")
+        paths = json.loads(config.read_text())  # the host writes JSON (which is YAML)
+        for section in paths.values():
+            section["controlnet"] = str(self.controlnet_dir)
+        config.write_text(json.dumps(paths, indent=1))
         return config
-
-    @property
-    def pid(self) -> int:
-        """The server process's id (it leads its own process group)."""
-        if self._proc is None:
-            raise RuntimeError("the host is not running")
-        return self._proc.pid
 
     def peak_rss(self) -> int:
         """The server's lifetime peak resident memory in bytes (Linux ``VmHWM``), loads included."""
@@ -199,61 +202,75 @@ def timed_run(host: ComfyHost, server: psutil.Process, graph: dict[str, Any]) ->
     return {"cpu": (after.user + after.system) - (cpu.user + cpu.system), "exec_wall": executed, "wall": wall}
 
 
+def run_block(env: ServerEnv, pack: Path, name: str, graph: dict[str, Any], files: dict[str, Path], first: int,
+              runs: int) -> dict[str, Any]:
+    """A fresh server holding only ``graph``'s models: one warm-up run (loading included), then ``runs`` timed runs.
+
+    Returns ``{"warm_up": run, "runs": [run, ...], "peak_rss": bytes, "log": text}``; run
+    ``i`` of the block uses the seed and prompts of index ``first + i``.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"vs_controlnet_{name}_") as tmp:
+        host = ControlNetHost(env, [pack.parent], Path(tmp))
+        host.start()
+        try:
+            link_checkpoint(host, files["humansd"], HUMANSD_NAME)
+            link_checkpoint(host, files["sd21"], SD21_NAME)
+            (host.controlnet_dir / CONTROLNET_NAME).symlink_to(files["controlnet"])
+            server = psutil.Process(host.pid)
+            warm_up = timed_run(host, server, for_run(graph, first))
+            timed = [timed_run(host, server, for_run(graph, first + 1 + i)) for i in range(runs)]
+            return {"warm_up": warm_up, "runs": timed, "peak_rss": host.peak_rss(), "log": host.log_text()}
+        finally:
+            host.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="image side (multiple of 64)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--cfg", type=float, default=7.5)
-    parser.add_argument("--rounds", type=int, default=4, help="timed runs per graph after the warm-up")
+    parser.add_argument("--blocks", type=int, default=2, help="server blocks per graph, the graphs alternating")
+    parser.add_argument("--runs", type=int, default=2, help="timed runs per block, after its warm-up run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server (OMP_NUM_THREADS)")
-    parser.add_argument("--work-dir", type=Path, help="host folder (default: a temporary one)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vs_controlnet_pack_") as tmp:
+        benchmark(args, copy_checkout(REPO_ROOT, Path(tmp) / "custom_nodes" / PACK_NAME))
 
-    comfy_dir = ensure_comfyui()
+
+def benchmark(args: argparse.Namespace, pack: Path) -> None:
+    """The blocks of both graphs, with ``pack`` (the installed copy of this checkout) loaded; prints the results."""
+    env = ensure_server_env(pack)
     files = {"humansd": full_random_checkpoint(), "sd21": sd21_random_checkpoint(), "controlnet": controlnet_random_file()}
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     pose_json = json.dumps(person_frame(args.size))
     graphs = {"humansd": humansd_graph(pose_json, args.size, args.steps, args.cfg),
               "controlnet": controlnet_graph(pose_json, args.size, args.steps, args.cfg)}
-    with tempfile.TemporaryDirectory(prefix="vs_controlnet_host_") as tmp:
-        host = ControlNetHost(comfy_dir, REPO_ROOT, args.work_dir or Path(tmp))
-        host.start()
-        try:
-            link_checkpoint(host, files["humansd"], HUMANSD_NAME)
-            link_checkpoint(host, files["sd21"], SD21_NAME)
-            target = host.controlnet_dir / CONTROLNET_NAME
-            if not target.exists():
-                target.symlink_to(files["controlnet"])
-            server = psutil.Process(host.pid)
-            print(f"ComfyUI started in {host.start_seconds:.0f} s; {args.size}^2, {args.steps} DDIM steps, cfg "
-                  f"{args.cfg}, torch threads in the server {args.threads}; times: server CPU s / ComfyUI "
-                  f"execution wall s", flush=True)
-            times: dict[str, list[dict[str, float]]] = {name: [] for name in graphs}
-            for index in range(args.rounds + 1):
-                order = list(graphs) if index % 2 == 0 else list(graphs)[::-1]
-                for name in order:
-                    run = timed_run(host, server, for_run(graphs[name], index))
-                    if index == 0:
-                        print(f"warm-up {name:10s} (loading included): {run['cpu']:.1f} CPU s, "
-                              f"{run['exec_wall']:.1f} s", flush=True)
-                    else:
-                        times[name].append(run)
-            peak_rss = host.peak_rss()
-        finally:
-            log = host.log_text()
-            host.stop()
-    for name, runs in times.items():
-        print(f"{name:10s} CPU s: " + " ".join(f"{r['cpu']:.1f}" for r in runs)
-              + " | execution wall s: " + " ".join(f"{r['exec_wall']:.1f}" for r in runs))
+    print(f"{args.size}^2, {args.steps} DDIM steps, cfg {args.cfg}, torch threads in the server {args.threads}; "
+          f"{args.blocks} blocks x {args.runs} timed runs per graph; times: server CPU s (ComfyUI execution wall s)",
+          flush=True)
+    times: dict[str, list[dict[str, float]]] = {name: [] for name in graphs}
+    peaks: dict[str, int] = dict.fromkeys(graphs, 0)
+    logs = []
+    for block in range(args.blocks):
+        for name in (list(graphs) if block % 2 == 0 else list(graphs)[::-1]):
+            found = run_block(env, pack, name, graphs[name], files, block * (args.runs + 1), args.runs)
+            times[name] += found["runs"]
+            peaks[name] = max(peaks[name], found["peak_rss"])
+            logs.append(found["log"])
+            print(f"block {block} {name:10s}: warm-up (loading included) {found['warm_up']['cpu']:.1f} "
+                  f"({found['warm_up']['exec_wall']:.1f}); runs " + ", ".join(
+                      f"{r['cpu']:.1f} ({r['exec_wall']:.1f})" for r in found["runs"])
+                  + f"; server peak RSS {found['peak_rss'] / 2**30:.2f} GiB", flush=True)
     medians = {name: {kind: statistics.median(r[kind] for r in runs) for kind in ("cpu", "exec_wall")}
                for name, runs in times.items()}
     cpu_ratio = medians["humansd"]["cpu"] / medians["controlnet"]["cpu"]
     wall_ratio = medians["humansd"]["exec_wall"] / medians["controlnet"]["exec_wall"]
-    weights = sorted({line.split("model weight dtype", 1)[1].strip() for line in log.splitlines()
+    weights = sorted({line.split("model weight dtype", 1)[1].strip() for log in logs for line in log.splitlines()
                       if "model weight dtype" in line})
     print(f"medians per image: humansd {medians['humansd']['cpu']:.1f} CPU s ({medians['humansd']['exec_wall']:.1f} s), "
-          f"controlnet {medians['controlnet']['cpu']:.1f} CPU s ({medians['controlnet']['exec_wall']:.1f} s); "
-          f"server peak RSS (VmHWM, loads included) {peak_rss / 2**30:.2f} GiB; ComfyUI: model weight dtype {weights}")
+          f"controlnet {medians['controlnet']['cpu']:.1f} CPU s ({medians['controlnet']['exec_wall']:.1f} s); server "
+          f"peak RSS (loads included) humansd/controlnet {peaks['humansd'] / peaks['controlnet']:.3f}; ComfyUI: model "
+          f"weight dtype {weights}")
     print(f"humansd_over_controlnet_workflow={cpu_ratio:.3f} wall={wall_ratio:.3f}")
 
 
