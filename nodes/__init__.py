@@ -12,6 +12,8 @@ _NODE_MODULES = (
     "pose_nodes",
     "model_nodes",
     "sampling_nodes",
+    "training_data_nodes",
+    "training_nodes",
 )
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}

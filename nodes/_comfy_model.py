@@ -17,6 +17,10 @@ Every model returned gets the pose fix (:func:`with_pose_concat`): ComfyUI treat
 8-channel SD UNet as inpainting (mask + masked image, 5 channels); HumanSD wants the
 4-channel pose latent, which ``BaseModel.concat_cond`` supplies for the
 ``concat_image`` key from the conditioning's ``concat_latent_image``.
+
+The MODEL also carries two attachments (they survive ``clone()``): the file's core
+``ModelConfig`` as JSON (:data:`CONFIG_ATTACHMENT`) and the file's path
+(:data:`SOURCE_ATTACHMENT`), read by the training node (:func:`model_config_of`).
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ VAE_PREFIX = "first_stage_model."
 INPUT_CONV = UNET_PREFIX + "input_blocks.0.0.weight"
 POSE_CONCAT_KEYS = ("concat_image",)
 HUMANSD_IN_CHANNELS = 8
+CONFIG_ATTACHMENT = "humansd_config"
+SOURCE_ATTACHMENT = "humansd_source"
 
 
 def with_pose_concat(model: Any) -> Any:
@@ -152,13 +158,17 @@ def load_humansd_checkpoint(path: str | Path, embedding_directory: Any = None) -
     """
     import comfy.sd
 
-    from ..humansd_core.models.checkpoint import read_metadata, read_state_dict
+    from ..humansd_core.models.checkpoint import identify_config, read_metadata, read_state_dict
     from ..humansd_core.models.configs import ModelConfig
 
     source = Path(path).name
     state_dict = read_state_dict(path)
     describe_unet(state_dict, source)
     metadata = read_metadata(path)
+    try:
+        core_config = identify_config({k: tuple(v.shape) for k, v in state_dict.items()}, metadata, source)
+    except CheckpointError:  # loadable by ComfyUI all the same; only training needs the config
+        core_config = None
     if _is_known_layout(state_dict):
         model, clip, vae, _ = comfy.sd.load_state_dict_guess_config(
             state_dict, output_vae=True, output_clip=True, embedding_directory=embedding_directory)
@@ -173,4 +183,21 @@ def load_humansd_checkpoint(path: str | Path, embedding_directory: Any = None) -
                               f"'humansd_config' metadata describing it")
     if clip is None or vae is None:
         raise CheckpointError(f"{source}: the checkpoint lacks the text encoder or the VAE")
+    if core_config is not None:
+        model.set_attachments(CONFIG_ATTACHMENT, core_config.to_json())
+    model.set_attachments(SOURCE_ATTACHMENT, str(Path(path)))
     return with_pose_concat(model), clip, vae
+
+
+def model_config_of(model: Any, clip: Any, vae: Any) -> Any:
+    """The core ``ModelConfig`` of a MODEL: the loader's attachment, else identified from the weights' shapes
+    (the real SD2.1 layout from any loader); ``CheckpointError`` when neither tells."""
+    from ..humansd_core.models.checkpoint import identify_config
+    from ..humansd_core.models.configs import ModelConfig
+    from ._training_host import ldm_state_dict
+
+    attached = model.get_attachment(CONFIG_ATTACHMENT)
+    if attached:
+        return ModelConfig.from_json(attached)
+    shapes = {k: tuple(v.shape) for k, v in ldm_state_dict(model.model.diffusion_model, model, clip, vae).items()}
+    return identify_config(shapes, {}, "model")

@@ -99,18 +99,18 @@ from training_helpers import tiny_train_config
 from humansd_core.training import checkpointing
 from humansd_core.training.trainer import Trainer
 
-real_save = checkpointing.save_file
+real_save = checkpointing.write_safetensors
 saves = []
 
-def save_then_die(tensors, filename, metadata=None):
+def save_then_die(filename, tensors, metadata=None, dtype=None):
     saves.append(filename)
-    real_save(tensors, filename, metadata=metadata)
+    real_save(filename, tensors, metadata, dtype)
     if len(saves) == 3:  # the third checkpoint: cut its temporary file short and die mid-save
         with open(filename, "r+b") as handle:
             handle.truncate(os.path.getsize(filename) // 2)
         os.kill(os.getpid(), signal.SIGKILL)
 
-checkpointing.save_file = save_then_die
+checkpointing.write_safetensors = save_then_die
 Trainer(tiny_train_config(sys.argv[1], sys.argv[2], mode="full", steps=5, save_every=1, keep_last=2)).train()
 """
 
@@ -177,8 +177,11 @@ def test_full_finetune_of_unet_and_text_tower_from_pixels(data: Path, tmp_path: 
                "gradient_checkpointing": True, "caption_dropout": 0.5}
     trainer = Trainer(tiny_train_config(data, tmp_path / "run", **options))
     assert trainer.data.dataset.latent_cache is None and trainer.data.text_cache is None
-    result = trainer.train()
+    loss, _ = trainer.micro_step(collate([trainer.data.dataset[(i, 0)] for i in range(2)]), 0)
+    loss.backward()
     assert all(p.grad is not None for _, p in trainer.params)  # no unused weights (DDP would fail on them)
+    result = trainer.train()
+    assert all(p.grad is None for _, p in trainer.params)  # gradients are not kept between steps
     names = [n for n, _ in trainer.params]
     assert any(n.startswith("text_encoder.") for n in names) and any(n.startswith("unet.") for n in names)
     start, end = load_models(tmp_path / "run" / "init.safetensors"), load_models(result.output)

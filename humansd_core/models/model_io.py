@@ -161,14 +161,16 @@ def save_models(
     path: str | Path,
     config: ModelConfig | None = None,
     dtype: torch.dtype | None = None,
+    extra_metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write a safetensors file (atomically) in the LDM layout with ``config`` in metadata.
 
     ``models_or_state_dict``: :class:`HumanSDModels` (its config is used when
     ``config`` is None) or a mapping with full LDM keys; it must hold exactly the
     config's layout (extra keys are dropped). ``dtype`` casts floating tensors.
+    ``extra_metadata``: more string entries beside the config (e.g. how it was trained).
     """
-    from safetensors.torch import save_file
+    from .safetensors_write import write_safetensors
 
     if isinstance(models_or_state_dict, HumanSDModels):
         config = config or models_or_state_dict.config
@@ -180,14 +182,9 @@ def save_models(
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     for key in check_layout(shapes, config, path):
         del state[key]
-    out = {}
-    for key, tensor in state.items():
-        tensor = tensor.detach()
-        if dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
-        out[key] = tensor.to("cpu").contiguous()
-    # One key only: safetensors writes metadata in hash-map order, so more keys would
-    # make identical saves differ byte for byte.
-    metadata = {CONFIG_METADATA_KEY: config.to_json()}
-    atomic_write_with(path, lambda tmp: save_file(out, str(tmp), metadata=metadata))
+    out = dict(sorted(state.items()))
+    # Metadata and tensors in a fixed order: identical saves are identical files. Tensors are
+    # cast and written one at a time (no second copy of the model in memory).
+    metadata = {CONFIG_METADATA_KEY: config.to_json(), **dict(sorted((extra_metadata or {}).items()))}
+    atomic_write_with(path, lambda tmp: write_safetensors(tmp, out, metadata, dtype))
     logger.info("wrote %s (%d tensors)", path, len(out))

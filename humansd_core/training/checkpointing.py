@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..fileio import atomic_write_with
+from ..models.safetensors_write import write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +131,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-    """Write tensors + JSON state to ``path`` atomically."""
-    payload = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    """Write tensors + JSON state to ``path`` atomically (one tensor at a time: no second copy in memory)."""
     metadata = {STATE_KEY: json.dumps(state)}
-    atomic_write_with(path, lambda tmp: save_file(payload, str(tmp), metadata=metadata))
+    atomic_write_with(path, lambda tmp: write_safetensors(tmp, tensors, metadata))
     logger.info("saved checkpoint %s", path)
 
 

@@ -104,7 +104,10 @@ class OptimOptions:
     steps: int = _opt(1000, "optimiser steps")
     batch_size: int = _opt(1, "per device and micro-step")
     grad_accum: int = _opt(1, "micro-batches per optimiser step")
-    lr: float = _opt(1e-4, "peak learning rate (AdamW)")
+    lr: float = _opt(1e-4, "peak learning rate")
+    optimizer: str = _opt("adamw", "adamw | adafactor (factored second moment, no momentum: optimiser state of "
+                                   "about half the trained weights for SD's UNet, whose convolutions factor "
+                                   "poorly, instead of twice)")
     weight_decay: float = _opt(1e-2, "AdamW weight decay")
     adam_beta1: float = _opt(0.9, "AdamW beta1")
     adam_beta2: float = _opt(0.999, "AdamW beta2")
@@ -153,6 +156,9 @@ class OutputOptions:
     sample_every: int = _opt(0, "0: no samples")
     sample_count: int = _opt(2, "samples use the poses and captions of the first N data samples")
     sample_prompt: str = _opt("", "empty: each data sample's caption")
+    sample_pose: str = _opt("", "a pose file whose frames (up to sample_count, on their own canvas) the samples "
+                                "draw with sample_prompt (empty prompt: the first data sample's caption); "
+                                "empty: the poses of the first sample_count data samples")
     sample_steps: int = _opt(10, "DDIM steps of each sample")
     sample_cfg: float = _opt(5.0, "guidance scale of the samples")
     log_every: int = _opt(10, "loss log line every N steps")
@@ -164,12 +170,13 @@ SECTIONS: dict[str, type] = {
     "model": ModelOptions, "data": DataOptions, "optim": OptimOptions, "loss": LossOptions, "output": OutputOptions,
 }
 PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir", "estimator_weights",
-                         "distilled_weights", "output"})
+                         "distilled_weights", "output", "sample_pose"})
 MODEL_FIELDS = ("base", "vae")  # model files: a path or the word EMBEDDED (shipped_files.resolve_checkpoint)
 WEIGHTS_FIELDS = ("detector_weights", "estimator_weights", "distilled_weights")  # other network files
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("lora", "full"), "frozen_dtype": DTYPE_NAMES, "cache": ("none", "pixels", "latents"),
-    "lr_schedule": ("cosine", "constant"), "precision": DTYPE_NAMES, "loss": ("heatmap", "plain"),
+    "lr_schedule": ("cosine", "constant"), "optimizer": ("adamw", "adafactor"), "precision": DTYPE_NAMES,
+    "loss": ("heatmap", "plain"),
     "heatmap_mode": ("paper", "reference"), "heatmap_decoder": ("distilled", "full", "reduced", "linear"),
     "mask_to_latent": ("area", "vae"), "estimator": ("gaussian", "openpose", "tiny"), "save_dtype": DTYPE_NAMES,
 }

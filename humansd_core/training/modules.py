@@ -132,6 +132,18 @@ def load_for_training(opts: ModelOptions, base: Path, device: torch.device) -> H
     models = load_models(base, device=device, dtype=frozen)
     if opts.vae and base.name != "init.safetensors":
         load_vae(models, resolve_checkpoint(opts.vae, "vae"))
+    return prepare_for_training(models, opts)
+
+
+def prepare_for_training(models: HumanSDModels, opts: ModelOptions) -> HumanSDModels:
+    """Make ``models`` trainable as ``opts`` says, in place; returns them.
+
+    Full mode: the UNet in float32 with every weight trained (and the text tower with
+    ``train_text_encoder``). LoRA mode: adapters (float32) on the layers ``lora_targets``
+    name, everything else frozen; the base weights are used as they are (no copy).
+    Gradient checkpointing needs networks with ``set_gradient_checkpointing`` (the
+    core's); a host with other networks arranges its own and passes it off here.
+    """
     if opts.mode == "full":
         models.unet.float().requires_grad_(True)
         if opts.train_text_encoder:

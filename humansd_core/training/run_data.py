@@ -14,12 +14,13 @@ import torch
 
 from ..errors import HumanSDError
 from ..models.checkpoint import HumanSDModels
+from ..pose.formats import load_pose_file
 from ..pose.keypoints import PoseSet
 from .augment import apply_to_pose
 from .buckets import BucketBatchSampler, assign_bucket, make_buckets
 from .cache import TextCache, build_latent_cache
 from .config import TrainConfig
-from .data import TrainingDataset, collate, scan_dataset
+from .data import Record, TrainingDataset, collate, scan_dataset
 from .decoders import LinearLatentDecoder
 from .distilled import DistilledHeatmapEstimator, distillation_source, shipped_distilled
 from .distributed import DistInfo, barrier
@@ -32,16 +33,20 @@ logger = logging.getLogger(__name__)
 class RunData:
     """Samples and conditioning of one run (see the module docstring)."""
 
-    def __init__(self, config: TrainConfig, models: HumanSDModels, run_dir: Path, dist: DistInfo) -> None:
+    def __init__(self, config: TrainConfig, models: HumanSDModels, run_dir: Path, dist: DistInfo,
+                 records: Sequence[Record] | None = None) -> None:
+        """``records``: the samples, already found (e.g. by a host's data node); None: scan ``config.data``."""
         self.config, self.models, self.dist = config, models, dist
         d = config.data
         self.cache_dir = Path(d.cache_dir) if d.cache_dir else run_dir / "cache"
-        self.records = []
+        self.records = list(records) if records is not None else []
         for turn in (True, False):  # rank 0 first (it may write detected poses), then the others
-            if dist.is_main == turn:
+            if records is None and dist.is_main == turn:
                 self.records = scan_dataset(d.data, caption_ext=d.caption_ext, max_people=d.max_people,
                                             detector_weights=d.detector_weights, cache_dir=self.cache_dir)
             barrier(dist)
+        if not self.records:
+            raise HumanSDError(f"data {d.data}: no samples")
         mc = models.config
         multiple = mc.vae.downsample_factor * 2 ** (len(mc.unet.channel_mult) - 1)
         if d.bucket_step % multiple:
@@ -103,7 +108,15 @@ class RunData:
             return self.models.text_encoder(list(captions)).float()
 
     def sample_items(self, count: int) -> list[tuple[PoseSet, str]]:
-        """Poses (centre crop, on their bucket canvas) and captions of the first ``count`` samples."""
+        """Poses and prompts of the samples: the first ``count`` frames of ``sample_pose`` (on their own canvas)
+        with ``sample_prompt`` (or the first sample's caption); without ``sample_pose``, the poses (centre
+        crop, on their bucket canvas) and captions of the first ``count`` samples."""
+        out = self.config.output
+        if out.sample_pose:
+            frames = load_pose_file(out.sample_pose)[:count]
+            if not frames:
+                raise HumanSDError(f"sample_pose {out.sample_pose}: no frames")
+            return [(frame, out.sample_prompt or self.records[0].caption) for frame in frames]
         return [(apply_to_pose(self.records[i].pose, self.dataset.cached_geometry(i, False)), self.records[i].caption)
                 for i in range(min(count, len(self.records)))]
 

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -38,8 +39,9 @@ def _tile(image: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def write_samples(trainer: Trainer, path: Path) -> None:
-    """Generate and write the sample grid of the current weights."""
+def write_samples(trainer: Trainer, path: Path) -> list[np.ndarray]:
+    """Generate and write the sample grid of the current weights; returns the generated images (RGB uint8
+    ``[H, W, 3]``, one per sample pose)."""
     from ..pipeline import HumanSDPipeline
 
     out = trainer.config.output
@@ -61,6 +63,20 @@ def write_samples(trainer: Trainer, path: Path) -> None:
         models.text_encoder.train(was_training[1])
     save_grid([skeletons, images], path)
     logger.info("wrote samples %s", path)
+    return images
+
+
+TRAINING_METADATA_KEY = "humansd_training"  # full-model exports: training_metadata() as JSON
+
+
+def training_metadata(trainer: Trainer) -> dict:
+    """What the exported weights record of their run: base model, steps, optimiser and loss options."""
+    config = trainer.config
+    base = Path(config.model.base).name if config.model.base else f"fresh weights of {config.model.init_config}"
+    return {"base_model": base, "steps": trainer.step, "mode": config.model.mode, "lr": config.optim.lr,
+            "batch_size": config.optim.batch_size * config.optim.grad_accum, "optimizer": config.optim.optimizer,
+            "ema_decay": config.optim.ema_decay, "resolution": config.data.resolution, "loss": asdict(config.loss),
+            "trainer": "humansd train"}
 
 
 def export_weights(trainer: Trainer) -> Path:
@@ -69,13 +85,12 @@ def export_weights(trainer: Trainer) -> Path:
     dtype = DTYPES[config.output.save_dtype]
     if config.model.mode == "lora":
         path = trainer.run_dir / "lora.safetensors"
-        extra = {"steps": trainer.step, "ema_decay": config.optim.ema_decay, "loss": asdict(config.loss),
-                 "lr": config.optim.lr, "trainer": "humansd train"}
         targets = list(config.model.lora_targets) + ([INPUT_CONV_TARGET] if config.model.lora_input_conv else [])
         save_lora(models.unet, path, targets=targets, base_model_hash=trainer.base_hash,
-                  dtype=dtype, extra_metadata=extra)
+                  dtype=dtype, extra_metadata=training_metadata(trainer))
     else:
         path = trainer.run_dir / "model.safetensors"
-        save_models(HumanSDModels(models.unet, models.vae, models.text_encoder, models.config), path, dtype=dtype)
+        save_models(HumanSDModels(models.unet, models.vae, models.text_encoder, models.config), path, dtype=dtype,
+                    extra_metadata={TRAINING_METADATA_KEY: json.dumps(training_metadata(trainer))})
     logger.info("wrote %s", path)
     return path

@@ -15,6 +15,11 @@ constant), EMA; every ``save_every`` steps an atomic resume checkpoint (the last
 steps a line of the loss log. A non-finite loss stops the run (:class:`TrainingDiverged`)
 before anything is written. At the end: the LoRA (``lora.safetensors``) or the full
 model (``model.safetensors``), the EMA weights when EMA is on.
+
+Seams for a host that already holds the networks and the samples (the ComfyUI nodes):
+``Trainer(config, models=..., samples=..., hooks=...)`` trains the given networks
+(prepared with :func:`~.modules.prepare_for_training`; nothing is loaded or copied) on
+the given :class:`~.data.Record` list, and reports to :class:`TrainHooks`.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +41,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import HumanSDError
 from ..fileio import atomic_write_text
+from ..models.checkpoint import HumanSDModels
 from ..sampling.schedule import NoiseSchedule
 from . import checkpointing as ckpt
 from .config import TrainConfig
+from .data import Record
 from .distributed import DistInfo, any_true, barrier, gather_objects, init_distributed, mean_over_ranks
 from .lora import base_weights_hash
 from .modules import DTYPES, Denoiser, load_for_training, resolve_base, trainable_parameters
@@ -61,6 +69,28 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
+@dataclass
+class TrainHooks:
+    """Callbacks of a host driving the loop (one process), e.g. ComfyUI's progress bar, preview and cancel.
+
+    Attributes:
+        on_step: ``(step, total, stats)`` after every optimiser step (its log line, samples and
+            checkpoint done); ``stats`` as :meth:`Trainer.train_step` returns them.
+        on_samples: ``(step, images)`` after each sample grid: the generated images, RGB uint8
+            ``[H, W, 3]``, one per sample pose.
+        export: ``(trainer) -> Path`` writes the trained weights at the end instead of the
+            trainer's own export (for networks the core cannot save itself).
+
+    A hook may raise to stop the run (e.g. the host's cancel): the trainer first saves a
+    resume checkpoint of the finished step, then lets the exception through, so a run
+    with ``resume = "auto"`` continues exactly there.
+    """
+
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None
+    on_samples: Callable[[int, list[np.ndarray]], None] | None = None
+    export: Callable[[Trainer], Path] | None = None
+
+
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
     """LR multiplier at ``step``: linear warmup ``(step+1)/warmup``, then cosine to ``min_ratio`` or constant."""
     if step < warmup:
@@ -79,9 +109,14 @@ def sample_seed(seed: int, step: int, micro: int, position: int) -> int:
 class Trainer:
     """Set up and run one training run from a :class:`TrainConfig` (see the module docstring)."""
 
-    def __init__(self, config: TrainConfig, dist: DistInfo | None = None) -> None:
+    def __init__(self, config: TrainConfig, dist: DistInfo | None = None, *, models: HumanSDModels | None = None,
+                 samples: Sequence[Record] | None = None, hooks: TrainHooks | None = None) -> None:
+        """``models``: networks already prepared for training (see the module docstring; ``[model]`` loading
+        options are then unused); ``samples``: the data's records instead of scanning ``data``;
+        ``hooks``: host callbacks."""
         config.validate()
         self.config = config
+        self.hooks = hooks or TrainHooks()
         self.dist = dist or init_distributed(config.model.device)
         self.device = self.dist.device
         self.run_dir = Path(config.output.output)
@@ -102,10 +137,12 @@ class Trainer:
             ckpt.remove_partial(self.ckpt_dir)
             atomic_write_text(self.run_dir / "config.json", config.to_json() + "\n")
         barrier(self.dist)
-        base = resolve_base(config.model, self.run_dir, o.seed, self.dist)
-        self.models = load_for_training(config.model, base, self.device)
+        if models is None:
+            base = resolve_base(config.model, self.run_dir, o.seed, self.dist)
+            models = load_for_training(config.model, base, self.device)
+        self.models = models
         self.base_hash = base_weights_hash(self.models.unet) if config.model.mode == "lora" else ""
-        self.data = RunData(config, self.models, self.run_dir, self.dist)
+        self.data = RunData(config, self.models, self.run_dir, self.dist, samples)
         trains_text = config.model.train_text_encoder
         self.denoiser = Denoiser(self.models.unet, self.models.text_encoder if trains_text else None)
         self.params = trainable_parameters(self.denoiser)
@@ -114,8 +151,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.denoiser, device_ids=ids)
         tensors = [p for _, p in self.params]
-        self.optimizer = torch.optim.AdamW(tensors, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps,
-                                           weight_decay=o.weight_decay, foreach=True)
+        if o.optimizer == "adafactor":
+            # One parameter at a time: foreach would hold temporaries the size of all trained weights.
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adafactor(tensors, lr=o.lr,
+                                                                          weight_decay=o.weight_decay, foreach=False)
+        else:
+            self.optimizer = torch.optim.AdamW(tensors, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps,
+                                               weight_decay=o.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.steps, o.lr_schedule, o.min_lr_ratio))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.precision == "fp16")
@@ -249,6 +291,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)  # no gradients held while sampling, saving, or idle
         if self.ema is not None:
             self.ema.update_parameters(torch.nn.ParameterList([p for _, p in self.params]))
         self.step += 1
@@ -286,16 +329,30 @@ class Trainer:
                                      "time": round(time.perf_counter() - started, 3)})
             if out.sample_every and self.dist.is_main and (self.step % out.sample_every == 0 or self.step == o.steps):
                 with self.ema_weights():
-                    write_samples(self, self.run_dir / "samples" / f"step-{self.step:08d}.png")
-            if self.step % out.save_every == 0 or last:
+                    images = write_samples(self, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+                self._call_hook(self.hooks.on_samples, self.step, images)
+            due = self.step % out.save_every == 0 or last
+            if due:
                 self.save_checkpoint()
+            self._call_hook(self.hooks.on_step, self.step, o.steps, stats, saved=due)
         bar.close()
         output = None
         if self.dist.is_main and self.step == o.steps:
             with self.ema_weights():
-                output = export_weights(self)
+                output = (self.hooks.export or export_weights)(self)
         barrier(self.dist)
         return TrainResult(self.step, output, losses)
+
+    def _call_hook(self, hook: Callable[..., None] | None, *args: object, saved: bool = False) -> None:
+        """Call ``hook(*args)``; if it raises, save a checkpoint of this step first (unless ``saved``)."""
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except BaseException:
+            if not saved:
+                self.save_checkpoint()
+            raise
 
     @contextlib.contextmanager
     def ema_weights(self):  # noqa: ANN201 - a context manager

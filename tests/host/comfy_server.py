@@ -83,7 +83,10 @@ class ComfyHost:
                        self.work_dir / "temp", self.work_dir / "user"):
             folder.mkdir(parents=True, exist_ok=True)
         config = self.work_dir / "extra_model_paths.yaml"
+        # is_default: these folders come first, so nodes that save models (HumanSD Save LoRA / Checkpoint)
+        # write into this session's folders, never into the shared ComfyUI's own models/.
         config.write_text(json.dumps({"humansd_tests": {  # JSON is YAML; ComfyUI splits a value on newlines
+            "is_default": True,
             "custom_nodes": "\n".join(str(folder) for folder in self.custom_nodes),
             "checkpoints": str(self.checkpoints_dir),
             "loras": str(self.loras_dir),

@@ -31,6 +31,7 @@ from PIL import Image
 
 from checkpoints import full_random_checkpoint, random_lora
 from humansd_core import embedded
+from humansd_core.synthetic import write_dataset
 
 from .browser import ComfyPage
 from .comfy_server import ComfyHost
@@ -53,11 +54,14 @@ class PageRun:
     under the names it asks for, and :data:`SMALL` on every node that has those widgets.
     ``photo``: its LoadImage gets a mannequin scene under the name it asks for, and the detectors
     the bundled mannequin ones (no OpenPose weights exist here; random ones find nobody).
+    ``dataset``: a folder source of HumanSD Training Data gets two synthetic scenes in the input
+    folder under the name it asks for.
     """
 
     image_size: tuple[int, int]  # (height, width) of every saved image
     full_size: bool = False
     photo: bool = False
+    dataset: bool = False
     widgets: dict[tuple[str, str], Any] = field(default_factory=dict)  # (class_type, widget) -> value
 
 
@@ -71,6 +75,16 @@ RUNS = {
         ("HumanSDPoseFromImage", "detector"): MANNEQUIN, ("HumanSDPoseScore", "detector"): MANNEQUIN_JUDGE,
         ("HumanSDSampler", "steps"): 2}),
     "humansd_lora": PageRun(image_size=(SMALL["height"], SMALL["width"]), full_size=True),
+    # 2 steps: its run as shipped (60 steps, the LoRA loaded back, the loss) is test_training_nodes.py's.
+    "humansd_train_lora": PageRun(image_size=EMBEDDED, widgets={
+        ("HumanSDTrainingData", "scenes"): 4, ("HumanSDTrain", "steps"): 2, ("HumanSDTrain", "validation_steps"): 2,
+        ("HumanSDSampler", "steps"): 2}),
+    # Set for humansd-v1 and your photos: 2 steps at 128², no OpenPose weights here (the loss's Gaussians).
+    "humansd_train_lora_folder": PageRun(image_size=(SMALL["height"], SMALL["width"]), full_size=True, dataset=True,
+                                         widgets={("HumanSDTrain", "resolution"): 128,
+                                                  ("HumanSDTrain", "estimator"): "keypoint gaussians (no network)",
+                                                  ("HumanSDTrain", "grad_accumulation"): 1,
+                                                  ("HumanSDTrain", "validation_steps"): 2}),
 }
 
 
@@ -102,6 +116,8 @@ def _provide_files(host: ComfyHost, run: PageRun, twin: dict[str, Any]) -> None:
             random_lora(host.loras_dir / inputs["lora_name"])
         if run.photo and node["class_type"] == "LoadImage":
             upload_mannequin_scene(host, 0, name=inputs["image"])
+        if run.dataset and node["class_type"] == "HumanSDTrainingData" and inputs["source"] == "folder":
+            write_dataset(host.input_dir / inputs["folder"], 2, SMALL["width"], seed=1)
 
 
 def _saved_image(host: ComfyHost, item: dict[str, Any]) -> np.ndarray:
