@@ -271,7 +271,8 @@ class ComfyPage:
         """Click the Run button; returns the id of the prompt the server accepted."""
         with self.page.expect_response(
                 lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST", timeout=timeout_ms) as answer:
-            self.page.get_by_test_id("queue-button").get_by_role("button").first.click()
+            # the test id sits on a wrapper of the button (frontend 1.3x) or on the button itself (1.5x)
+            self.page.locator('button[data-testid="queue-button"], [data-testid="queue-button"] button').first.click()
         body = answer.value.json()
         if answer.value.status != 200 or body.get("node_errors"):
             raise AssertionError(f"the server refused the page's prompt ({answer.value.status}): {json.dumps(body)}")

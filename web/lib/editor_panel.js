@@ -208,6 +208,14 @@ export class PosePanel {
     });
     this.panel.addEventListener("keydown", (event) => this.onKey(event));
     for (const type of ["keyup", "keypress", "paste", "copy", "cut"]) this.panel.addEventListener(type, (e) => e.stopPropagation());
+    // The change tracker takes a snapshot of the graph at every mouseup on the page (its
+    // window listener) and a snapshot that differs from its last state empties the redo
+    // queue. A click in the panel is no graph edit (the panel's edits are their own undo
+    // steps through services.history), and after an undo the reloaded graph can differ
+    // from the restored state in what the frontend redraws by itself (frontend 1.58: a
+    // PreviewImage showing its last output gains an empty widgets_values): the mouseup of
+    // a click on Redo would then make a step of that and throw the redo away.
+    this.root.addEventListener("mouseup", (e) => e.stopPropagation());
   }
 
   numberOrNull(value) {
