@@ -8,7 +8,14 @@ Implementation lives in :mod:`.checkpoint_read` (safe file reading),
 from __future__ import annotations
 
 from .checkpoint_read import TensorSource, open_tensors, read_checkpoint, read_metadata, read_state_dict
-from .checkpoint_tools import convert_checkpoint, init_from_sd21, random_state_dict, write_random_checkpoint
+from .checkpoint_tools import (
+    convert_checkpoint,
+    fill_random_,
+    init_from_sd21,
+    random_state_dict,
+    random_tensors,
+    write_random_checkpoint,
+)
 from .model_io import (
     TEXT_PREFIX,
     UNET_PREFIX,
@@ -32,11 +39,13 @@ __all__ = [
     "check_layout",
     "convert_checkpoint",
     "expected_shapes",
+    "fill_random_",
     "identify_config",
     "init_from_sd21",
     "load_models",
     "open_tensors",
     "random_state_dict",
+    "random_tensors",
     "read_checkpoint",
     "read_metadata",
     "read_state_dict",

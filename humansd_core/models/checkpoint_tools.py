@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointError
 from .model_io import UNET_INPUT_KEY, check_layout, expected_shapes, identify_config, save_models
@@ -87,6 +89,19 @@ def _random_tensor(key: str, shape: tuple[int, ...], generator: torch.Generator)
     return tensor.add_(1.0) if key.endswith("weight") else tensor
 
 
+def random_tensors(
+    shapes: Mapping[str, tuple[int, ...]], seed: int = 0
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(key, float32 tensor)`` of random weights for any layout, in sorted key order, one at a time.
+
+    The scheme of :func:`_random_tensor` (chosen by each key's name and shape), from one
+    generator seeded with ``seed``: the same ``shapes`` and ``seed`` give the same tensors.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for key, shape in sorted(shapes.items()):
+        yield key, _random_tensor(key, tuple(shape), generator)
+
+
 def random_state_dict(
     config: ModelConfig, dtype: torch.dtype = torch.float16, seed: int = 0
 ) -> dict[str, torch.Tensor]:
@@ -95,11 +110,22 @@ def random_state_dict(
     Generated in float32 one tensor at a time and cast to ``dtype`` at once, so peak
     memory is the result's size plus one float32 tensor.
     """
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        key: _random_tensor(key, shape, generator).to(dtype)
-        for key, shape in sorted(expected_shapes(config).items())
-    }
+    return {key: tensor.to(dtype) for key, tensor in random_tensors(expected_shapes(config), seed)}
+
+
+def fill_random_(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Overwrite every floating parameter and buffer of ``module`` in place with :func:`random_tensors`.
+
+    For modules built with uninitialised storage (``torch.empty``, ``Module.to_empty``), e.g.
+    another implementation of the same layout: keys are the module's ``state_dict`` names,
+    so two modules with the same names and shapes get the same weights. Peak extra memory
+    is one float32 tensor. Returns ``module``.
+    """
+    state = {k: v for k, v in module.state_dict(keep_vars=True).items() if v.is_floating_point()}
+    with torch.no_grad():
+        for key, tensor in random_tensors({k: tuple(v.shape) for k, v in state.items()}, seed):
+            state[key].copy_(tensor)
+    return module
 
 
 def write_random_checkpoint(
