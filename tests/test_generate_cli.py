@@ -128,6 +128,13 @@ def test_pose_kept_at_its_pixel_coordinates_off_the_output_is_a_clear_error(tmp_
     assert not out.exists()
 
 
+def test_half_precision_on_the_cpu_is_a_warning(tmp_path, caplog):
+    """Said before the model loads; the run then stops at the off-canvas pose without sampling."""
+    with caplog.at_level(logging.WARNING):
+        assert main(_embedded_args(TWO_PEOPLE, tmp_path / "x.png", "--place", "as-is", "--dtype", "bf16")) == 2
+    assert "--dtype bf16 on the CPU" in caplog.text and "--dtype fp32" in caplog.text
+
+
 def test_one_person_off_the_output_is_a_warning_and_the_other_is_drawn(tmp_path, caplog):
     pose = PoseSet(np.concatenate([_pose(32, canvas=128).keypoints, _pose(400, canvas=128).keypoints]), 128, 128)
     pose_file = tmp_path / "one_off.json"
@@ -154,7 +161,7 @@ def test_generate_on_a_full_size_random_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "humansd_core.cli", "generate", "--ckpt", str(ckpt), "--pose", str(pose_file),
          "--prompt", "a dancer", "-o", str(out), "--width", "128", "--height", "120", "--steps", "2",
-         "--dtype", "fp16"],
+         "--dtype", "fp32"],  # fp16/bf16 convolutions are emulated on CPUs without AVX512-FP16/BF16: minutes
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
