@@ -36,7 +36,6 @@ Last line: ``humansd_over_controlnet_workflow=<ratio of CPU medians> wall=<ratio
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -58,7 +57,7 @@ from tests.host.comfy_setup import REPO_ROOT
 from tests.host.inference_prompts import link_checkpoint, person_frame
 from tests.host.pack_copy import copy_checkout
 from tests.host.server_env import ServerEnv, ensure_server_env
-from tests.support.checkpoints import CACHE_DIR, full_random_checkpoint
+from tests.support.checkpoints import CACHE_DIR, cached_file, full_random_checkpoint
 
 HUMANSD_NAME = "humansd_random_full.safetensors"
 SD21_NAME = "sd21_base_random_full.safetensors"
@@ -91,23 +90,6 @@ class ControlNetHost(ComfyHost):
         return 0
 
 
-def _cached(path: Path, write: Any) -> Path:
-    """``path`` in the cache, written once by ``write(tmp_path)`` under a lock, atomically."""
-    if path.exists():
-        return path
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not path.exists():
-                tmp = path.with_name(path.name + ".partial")
-                write(tmp)
-                os.replace(tmp, path)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return path
-
-
 def sd21_random_checkpoint() -> Path:
     """The random HumanSD checkpoint as a plain SD2.1-base file (4-channel UNet input), cached in ``.cache/``."""
     source = full_random_checkpoint()
@@ -119,7 +101,7 @@ def sd21_random_checkpoint() -> Path:
         state[INPUT_CONV] = state[INPUT_CONV][:, :4].contiguous()
         save_file(state, str(tmp))
 
-    return _cached(CACHE_DIR / f"sd21-base-random-full-fp16-{digest}.safetensors", write)
+    return cached_file(CACHE_DIR / f"sd21-base-random-full-fp16-{digest}.safetensors", write)
 
 
 def controlnet_random_file() -> Path:
@@ -130,7 +112,7 @@ def controlnet_random_file() -> Path:
     def write(tmp: Path) -> None:
         save_file({CONTROLNET_PREFIX + k: t.half() for k, t in random_tensors(layout, seed=1)}, str(tmp))
 
-    return _cached(CACHE_DIR / f"controlnet-sd21-openpose-random-fp16-{digest}.safetensors", write)
+    return cached_file(CACHE_DIR / f"controlnet-sd21-openpose-random-fp16-{digest}.safetensors", write)
 
 
 def humansd_graph(pose_json: str, size: int, steps: int, cfg: float) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,11 +65,8 @@ def random_lora(path: Path, rank: int = 4, seed: int = 0) -> Path:
     return path
 
 
-def full_random_checkpoint() -> Path:
-    """The cached full-size HumanSD-layout checkpoint (fp16, random weights, seed 0)."""
-    config = sd21_humansd_config()
-    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
-    path = CACHE_DIR / f"humansd-random-full-fp16-{digest}.safetensors"
+def cached_file(path: Path, write: Callable[[Path], None]) -> Path:
+    """``path`` in the cache, written once by ``write(tmp_path)`` under a lock, then renamed into place."""
     if path.exists():
         return path
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -75,10 +74,20 @@ def full_random_checkpoint() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not path.exists():
-                write_random_checkpoint(path, config, dtype=torch.float16, seed=0)
+                tmp = path.with_name(path.name + ".partial")
+                write(tmp)
+                os.replace(tmp, path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return path
+
+
+def full_random_checkpoint() -> Path:
+    """The cached full-size HumanSD-layout checkpoint (fp16, random weights, seed 0)."""
+    config = sd21_humansd_config()
+    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+    return cached_file(CACHE_DIR / f"humansd-random-full-fp16-{digest}.safetensors",
+                       lambda tmp: write_random_checkpoint(tmp, config, dtype=torch.float16, seed=0))
 
 
 def random_openpose_state(seed: int = 0) -> dict[str, torch.Tensor]:
