@@ -9,8 +9,8 @@ theirs.
 Inside ComfyUI the package is not importable as ``humansd_core``: ComfyUI imports
 the pack folder under a name derived from its path, so ``humansd_core`` exists only
 as a sub-package of it. Every packaged file is therefore found from this ``__file__``
-(never ``importlib.resources.files("humansd_core")``, which would fail there, or
-find a stale copy someone once installed into the same environment).
+(never an ``importlib.resources`` lookup by the package's top-level name, which would
+fail there, or find a stale copy someone once installed into the same environment).
 
 Weights are listed with their SHA-256 in ``assets/weights/SHA256SUMS``;
 :func:`shipped_weights` returns a listed file after checking it is present, not a
