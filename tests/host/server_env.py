@@ -6,7 +6,11 @@ venv's pip (README, "Install in ComfyUI"). :func:`ensure_server_env` builds exac
 and nothing else, in ``<repo>/.cache/comfy-server-venv-<digest>/``:
 
 1. ``python -m venv`` (no editable install of this project, no path to the checkout);
-2. ``torch`` and ``torchvision`` at the versions of the project's ``.venv``;
+2. ``torch`` and ``torchvision`` at the versions of the project's ``.venv``, with what they
+   require: the files the project's pip installed, hard-linked into the new venv's
+   ``site-packages`` with their ``dist-info`` (:func:`link_distributions`). pip would extract
+   the same wheels into the same files; a link costs no disk, where a second CUDA build of
+   torch costs about 5.5 GB (the pre-installed torch of a user's ComfyUI venv);
 3. ComfyUI's requirements (``comfy_setup.filtered_requirements``: no torchaudio, plus
    ``requests``) with torch/torchvision held by a constraints file;
 4. the pack's ``requirements.txt``, from the pack folder the server loads, with NO
@@ -29,8 +33,13 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .comfy_setup import (
     CACHE_DIR,
@@ -48,7 +57,7 @@ from .comfy_setup import (
 ENV_PREFIX = "comfy-server-venv-"
 RECORD_NAME = "versions.json"
 # Bump when the recipe above changes in a way the digest cannot see.
-RECIPE = 1
+RECIPE = 2
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,68 @@ def installed_versions(python: Path, packages: tuple[str, ...] = PINNED_PACKAGES
     return json.loads(proc.stdout)
 
 
+def _requirement_closure(names: tuple[str, ...]) -> list[metadata.Distribution]:
+    """The distributions of this interpreter that ``names`` need: themselves and, recursively,
+    every requirement whose marker holds here, with the requirements of the extras asked for
+    (``cuda-toolkit[cudart,...]``)."""
+    found: dict[str, metadata.Distribution] = {}
+    done: set[tuple[str, str]] = set()
+    todo = [(name, "") for name in names]
+    while todo:
+        name, extra = todo.pop()
+        name = canonicalize_name(name)
+        if (name, extra) in done:
+            continue
+        done.add((name, extra))
+        dist = found.setdefault(name, metadata.distribution(name))
+        for line in dist.requires or ():
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo.extend((req.name, wanted) for wanted in ("", *req.extras))
+    return list(found.values())
+
+
+def _site_packages(python: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=server_environ(), check=True)
+    return Path(proc.stdout.strip())
+
+
+def link_distributions(python: Path, names: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
+    """Hard-link ``names`` and their requirements (:func:`_requirement_closure`) from this
+    interpreter's ``site-packages`` into ``python``'s: every file each ``RECORD`` lists there,
+    ``dist-info`` included, so ``python``'s pip and ``importlib.metadata`` see them installed.
+    Files outside ``site-packages`` (console scripts, whose first line names this interpreter)
+    are left out. A distribution the new venv already has (setuptools) is not linked over: where
+    its version differs, ``python``'s pip installs this interpreter's version, as a pip install
+    of torch would. A file system without hard links gets copies. Returns the linked names."""
+    source_root = Path(sysconfig.get_paths()["purelib"]).resolve()
+    target_root = _site_packages(python)
+    present = {canonicalize_name(d.metadata["Name"]): d.version
+               for d in metadata.distributions(path=[str(target_root)])}
+    linked, upgrades = [], []
+    for dist in _requirement_closure(names):
+        name = canonicalize_name(dist.metadata["Name"])
+        if name in present:
+            if present[name] != dist.version:
+                upgrades.append(f"{name}=={dist.version}")
+            continue
+        for entry in dist.files or ():
+            source = Path(dist.locate_file(entry)).resolve()
+            if not source.is_relative_to(source_root) or not source.is_file():
+                continue
+            target = target_root / source.relative_to(source_root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        linked.append(name)
+    if upgrades:
+        run_pip(python, "install", *upgrades)
+    return sorted(linked)
+
+
 def _digest(comfy_dir: Path, pins: dict[str, str], pack_requirements: str) -> str:
     recipe = [RECIPE, COMFY_VERSION, list(sys.version_info[:2]), pins,
               filtered_requirements(comfy_dir / "requirements.txt"), pack_requirements]
@@ -108,8 +179,8 @@ def _build(venv: Path, comfy_dir: Path, pins: dict[str, str], pack_requirements:
     if proc.returncode != 0:
         raise HostSetupError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
     python = venv / "bin" / "python"
-    run_pip(python, "install", *(f"{pkg}=={version}" for pkg, version in pins.items()))
-    _check_unchanged(pins, installed_versions(python), f"pip install of {pins} into {venv}")
+    link_distributions(python)
+    _check_unchanged(pins, installed_versions(python), f"linking {pins} into {venv}")
     install_comfy_requirements(python, comfy_dir, pins)
     before = installed_versions(python)
     run_pip(python, "install", "-r", str(pack_requirements), env=_user_pip_environ())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -321,27 +322,40 @@ def _full_training(name: str, mode: str, run_name: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_full_layout_lora_and_full_modes_train_two_steps_and_their_files_load_back(comfy_host: ComfyHost) -> None:
-    name = link_checkpoint(comfy_host, full_random_checkpoint(), "humansd_random_full_train.safetensors")
-    _free(comfy_host)
-    comfy_host.run_prompt(_full_training(name, "lora", "full_layout_lora"), timeout=1800)
-    log_start = len(comfy_host.log_text())
-    history = comfy_host.run_prompt(_sampler_prompt(name, "tests/full_layout_lora.safetensors", steps=1, cfg=1.0),
-                                    timeout=1800)
-    assert saved_images(comfy_host, history, "4").shape == (1, 128, 128, 3)
-    assert "lora key not loaded" not in comfy_host.log_text()[log_start:]
+    """About 10 GB of files (a 5 GB resume checkpoint with the optimizer state, two 2.6 GB models):
+    removed when the test ends, so the rest of the suite keeps its disk."""
+    try:
+        name = link_checkpoint(comfy_host, full_random_checkpoint(), "humansd_random_full_train.safetensors")
+        _free(comfy_host)
+        comfy_host.run_prompt(_full_training(name, "lora", "full_layout_lora"), timeout=1800)
+        log_start = len(comfy_host.log_text())
+        history = comfy_host.run_prompt(_sampler_prompt(name, "tests/full_layout_lora.safetensors", steps=1, cfg=1.0),
+                                        timeout=1800)
+        assert saved_images(comfy_host, history, "4").shape == (1, 128, 128, 3)
+        assert "lora key not loaded" not in comfy_host.log_text()[log_start:]
 
-    _free(comfy_host)
-    comfy_host.run_prompt(_full_training(name, "full", "full_layout_full"), timeout=1800)
-    saved = comfy_host.checkpoints_dir / "tests" / "full_layout_finetuned.safetensors"
-    with safe_open(str(saved), "pt") as f:
-        meta = f.metadata()
-    training = json.loads(meta["humansd_training"])
-    assert training["mode"] == "full" and training["steps"] == 2 and training["base_model"] == name
-    _free(comfy_host)
-    history = comfy_host.run_prompt(_sampler_prompt("tests/full_layout_finetuned.safetensors", steps=1, cfg=1.0),
-                                    timeout=1800)
-    assert saved_images(comfy_host, history, "4").shape == (1, 128, 128, 3)
-    _free(comfy_host)
+        _free(comfy_host)
+        comfy_host.run_prompt(_full_training(name, "full", "full_layout_full"), timeout=1800)
+        saved = comfy_host.checkpoints_dir / "tests" / "full_layout_finetuned.safetensors"
+        with safe_open(str(saved), "pt") as f:
+            meta = f.metadata()
+        training = json.loads(meta["humansd_training"])
+        assert training["mode"] == "full" and training["steps"] == 2 and training["base_model"] == name
+        _free(comfy_host)
+        history = comfy_host.run_prompt(_sampler_prompt("tests/full_layout_finetuned.safetensors", steps=1, cfg=1.0),
+                                        timeout=1800)
+        assert saved_images(comfy_host, history, "4").shape == (1, 128, 128, 3)
+        _free(comfy_host)
+    finally:
+        _remove_full_layout_files(comfy_host)
+
+
+def _remove_full_layout_files(host: ComfyHost) -> None:
+    for run in (host.output_dir / "humansd_training").glob("full_layout_*"):
+        shutil.rmtree(run, ignore_errors=True)
+    for saved in (host.checkpoints_dir / "tests" / "full_layout_finetuned.safetensors",
+                  host.loras_dir / "tests" / "full_layout_lora.safetensors"):
+        saved.unlink(missing_ok=True)
 
 
 def test_training_nodes_have_tooltips_and_categories(comfy_host: ComfyHost) -> None:
