@@ -1,7 +1,9 @@
 """The recipe's ablation (``humansd_core.embedded.recipe.ablation``): its arms differ only in the loss,
-and its Fréchet distance is right (no training)."""
+its Fréchet distance is right, its runs resume and count their seconds across processes, and the
+per-timestep mask coverage is pooled over the run."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ from humansd_core import embedded
 from humansd_core.embedded.recipe import ablation
 from humansd_core.errors import HumanSDError
 from humansd_core.training.config import CHOICES
+from humansd_core.training.trainer import Trainer
+
+from support.training_data import make_dataset, tiny_train_config
 
 
 def _differences(a: dict, b: dict) -> set[tuple[str, str]]:
@@ -32,6 +37,9 @@ def test_arms_of_one_seed_differ_only_in_the_loss_options(tmp_path: Path) -> Non
     assert full["model"]["mode"] == "full" and full["model"]["train_text_encoder"]
     assert full["data"]["data"] == str(tmp_path / "data") and full["data"]["cache_dir"] == str(tmp_path / "cache")
     assert plain["output"]["output"] != full["output"]["output"]
+    # Every run resumes from its latest checkpoint (one kept), saved every 400 steps or at its end.
+    assert (full["output"]["resume"], full["output"]["keep_last"], full["output"]["save_every"]) == ("auto", 1, 300)
+    assert ablation.arm_config(tmp_path, "plain", 1, 3000, save_every=250).output.save_every == 250
 
 
 def test_the_recipe_schedule_is_compressed_to_the_run_length(tmp_path: Path) -> None:
@@ -91,3 +99,41 @@ def test_frechet_distance_matches_the_closed_form_of_a_scaled_copy(n: int) -> No
     expected = mu @ mu + np.trace(np.cov(a, rowvar=False))
     assert ablation.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert ablation.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6 * expected)
+
+
+def test_log_summary_pools_the_coverage_of_each_timestep_bin_by_its_counts(tmp_path: Path) -> None:
+    lines = [{"step": 25, "plain_loss": 0.5, "coverage": 0.4, "mean_weight": 1.04,
+              "coverage_by_t": [0.2, None, 0.9], "count_by_t": [3, 0, 1]},
+             {"step": 50, "plain_loss": 0.3, "coverage": 0.2, "mean_weight": 1.02,
+              "coverage_by_t": [0.6, None, 0.1], "count_by_t": [1, 0, 3]}]
+    (tmp_path / "loss_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = ablation.log_summary(tmp_path)
+    assert summary["plain_loss"] == pytest.approx(0.4) and summary["coverage"] == pytest.approx(0.3)
+    assert summary["coverage_by_t"] == [pytest.approx(0.3), None, pytest.approx(0.3)]
+    (tmp_path / "loss_log.jsonl").write_text(json.dumps({"step": 25, "plain_loss": 0.5}) + "\n")
+    assert ablation.log_summary(tmp_path) == {"plain_loss": 0.5}  # a plain arm has no mask
+
+
+def test_a_held_run_lock_is_skipped_without_waiting(tmp_path: Path) -> None:
+    with ablation.locked(tmp_path / "run.lock") as held:
+        assert held
+        with ablation.locked(tmp_path / "run.lock", wait=False) as other:
+            assert not other
+    with ablation.locked(tmp_path / "run.lock", wait=False) as free:
+        assert free
+
+
+def test_a_run_cut_short_resumes_and_sums_the_seconds_of_every_process(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", count=4)
+    config = tiny_train_config(data, tmp_path / "run", steps=4, save_every=2, keep_last=1, resume="auto",
+                               loss="heatmap", estimator="tiny", heatmap_decoder="full")
+    Trainer(config).train(stop_at=2)  # a process stopped after the checkpoint of step 2
+    earlier = {"setup_cpu_s": 5.0, "setup_wall_s": 6.0, "train_cpu_s": 100.0, "train_wall_s": 120.0, "sessions": 1}
+    (tmp_path / "run" / "spent.json").write_text(json.dumps({**earlier, "step": 2}))
+    result = ablation.train(config)
+    assert Path(result["model"]).is_file() and result["sessions"] == 2
+    assert 100.0 < result["train_cpu_s"] < 160.0 and result["train_wall_s"] > 120.0 and result["setup_cpu_s"] > 5.0
+    assert json.loads((tmp_path / "run" / "spent.json").read_text())["step"] == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "loss_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the resumed log continues the first process's lines
+    assert sum(result["coverage_by_t"][i] is not None for i in range(10)) >= 1

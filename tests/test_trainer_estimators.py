@@ -67,3 +67,17 @@ def test_paper_form_with_bundled_mannequin_estimator_and_full_decode(data: Path,
 def test_openpose_estimator_without_weights_is_refused(data: Path, tmp_path: Path) -> None:
     with pytest.raises(HumanSDError, match="estimator_weights"):
         Trainer(tiny_train_config(data, tmp_path / "run", loss="heatmap", estimator="openpose"))
+
+
+def test_heatmap_runs_log_mask_coverage_per_timestep_bin(data: Path, tmp_path: Path) -> None:
+    entries = run_and_read_log(data, tmp_path / "run", heatmap_mode="paper", estimator="tiny", heatmap_decoder="full")
+    batch = json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["batch_size"]
+    for entry in entries:
+        counts, coverage = entry["count_by_t"], entry["coverage_by_t"]
+        assert len(counts) == len(coverage) == 10 and sum(counts) == batch  # one step a line, every sample binned
+        assert all((c is None) == (n == 0) for c, n in zip(coverage, counts))
+        assert all(0.0 <= c <= 1.0 for c in coverage if c is not None)
+        pooled = sum(c * n for c, n in zip(coverage, counts) if n) / sum(counts)
+        assert pooled == pytest.approx(entry["coverage"], abs=1e-4)
+    plain = run_and_read_log(data, tmp_path / "plain", loss="plain")
+    assert all("coverage_by_t" not in entry for entry in plain)

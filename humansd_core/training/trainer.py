@@ -12,7 +12,10 @@ process with batch ``N·b`` computes, and a resumed run continues bit for bit.
 Then gradient clipping, AdamW, the LR schedule (:func:`~.lr_schedule.lr_factor`: linear
 warmup, then cosine or constant), EMA; every ``save_every`` steps an atomic resume checkpoint (the last
 ``keep_last`` kept), every ``sample_every`` steps a sample grid, every ``log_every``
-steps a line of the loss log. A non-finite loss stops the run (:class:`TrainingDiverged`)
+steps a line of the loss log; with the heatmap loss the line also holds the mask coverage
+per timestep bin since the previous line or checkpoint (``coverage_by_t``, ``count_by_t``:
+ten bins of 100 timesteps, ``None`` for an empty bin; restarting the bins at checkpoints too
+keeps a resumed run's log equal to an uninterrupted one's). A non-finite loss stops the run (:class:`TrainingDiverged`)
 before anything is written. At the end: the LoRA (``lora.safetensors``) or the full
 model (``model.safetensors``), the EMA weights when EMA is on.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -47,6 +51,7 @@ from .config import TrainConfig
 from .dataset import Record
 from .distributed import DistInfo, any_true, barrier, gather_objects, init_distributed, mean_over_ranks
 from .lora import base_weights_hash
+from .loss import TimestepBinStats
 from .lr_schedule import lr_factor
 from .run_data import RunData
 from .run_log import LossLog, plot_losses
@@ -155,6 +160,7 @@ class Trainer:
         if o.ema_decay > 0:
             self.ema = AveragedModel(torch.nn.ParameterList(tensors), multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay))
         self.loss_fn = self.data.make_loss()
+        self.coverage_bins = TimestepBinStats()
         self.alphas = NoiseSchedule().alphas_cumprod.to(self.device, torch.float32)
         self.step = 0
         if resume_path is not None:
@@ -253,6 +259,7 @@ class Trainer:
             stats = {"plain_loss": loss.detach()}
         else:
             loss, diag = self.loss_fn(eps, noise, t, batch["pose"], self.step)
+            self.coverage_bins.update(diag)
             stats = {"plain_loss": diag.plain_loss, "mean_weight": diag.mean_weight, "coverage": diag.mask_coverage}
         if any_true(self.dist, not bool(torch.isfinite(loss))):
             last = ckpt.latest_checkpoint(self.ckpt_dir)
@@ -314,9 +321,10 @@ class Trainer:
             if self.step % out.log_every == 0 or last:
                 keys = sorted(stats)
                 means = mean_over_ranks(self.dist, torch.tensor([stats[k] for k in keys], dtype=torch.float64))
+                entry = {"step": self.step, **dict(zip(keys, means.tolist())),
+                         "time": round(time.perf_counter() - started, 3), **self._coverage_by_timestep()}
                 if self.log is not None:
-                    self.log.append({"step": self.step, **dict(zip(keys, means.tolist())),
-                                     "time": round(time.perf_counter() - started, 3)})
+                    self.log.append(entry)
             if out.sample_every and self.dist.is_main and (self.step % out.sample_every == 0 or self.step == o.steps):
                 with self.ema_weights():
                     images = self.write_sample_grid()
@@ -324,6 +332,7 @@ class Trainer:
             due = self.step % out.save_every == 0 or last
             if due:
                 self.save_checkpoint()
+                self.coverage_bins = TimestepBinStats()
             self._call_hook(self.hooks.on_step, self.step, o.steps, stats, saved=due)
         bar.close()
         output = None
@@ -333,6 +342,14 @@ class Trainer:
                     export_weights(self.models, self.config, self.run_dir, self.step, self.base_hash)
         barrier(self.dist)
         return TrainResult(self.step, output, losses)
+
+    def _coverage_by_timestep(self) -> dict[str, list]:
+        """This rank's mask coverage per timestep bin since the last call (heatmap loss only), then new bins."""
+        if self.loss_fn is None:
+            return {}
+        summary, self.coverage_bins = self.coverage_bins.summary(), TimestepBinStats()
+        return {"coverage_by_t": [None if math.isnan(v) else round(v, 4) for v in summary["coverage"]],
+                "count_by_t": [int(v) for v in summary["count"]]}
 
     def write_sample_grid(self) -> list[np.ndarray]:
         """Write the sample grid of the current weights as ``samples/step-<step>.png``; returns the generated

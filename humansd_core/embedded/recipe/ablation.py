@@ -28,28 +28,38 @@ Each trained model is scored by the *judge* estimator (not the one in the loss):
   (finite-sample noise) and the real scenes through the frozen VAE.
 
 Prints per-run lines and a markdown table (mean ± std over seeds), the paired
-difference heatmap − plain of PCK@0.1, and writes ``WORK/results.json``. Finished
-runs (``WORK/runs/<arm>-seed<s>-steps<n>/result.json``) are reused, so an
-interrupted ablation resumes, and adding an arm trains only that arm. An arm
-``<arm>@<steps>`` gets its own step count (e.g. ``plain@460``: the plain loss for the
-time the heatmap arm took). One thread, arms in turn.
+differences of every later arm against the first, the heatmap arms' mask coverage per
+timestep bin, and writes ``WORK/results.json``. An arm ``<arm>@<steps>`` gets its own step
+count (e.g. ``plain@460``: the plain loss for the time the heatmap arm took).
 
-Usage: ``python -m humansd_core.embedded.recipe.ablation --work out/ablation [--steps 200]
-[--seeds 0 1 2] [--arms plain heatmap-full heatmap-linear plain@460]``.
+Nothing is lost when a run is cut short: every run saves a resume checkpoint each
+``--save-every`` steps (with its CPU and wall seconds so far, ``spent.json``) and the
+trainer resumes it bit for bit; a finished run (``WORK/runs/<arm>-seed<s>-steps<n>/
+result.json``) is reused, so adding an arm trains only that arm. A run is trained under
+a lock of its own, and a process skips a run another one holds until it has nothing else
+to do: the same command started N times trains N runs at once (one thread each; the
+floors, ``WORK/floors.json``, are computed once). ``--report`` trains nothing and
+reports the finished runs.
+
+Usage: ``python -m humansd_core.embedded.recipe.ablation --work out/ablation [--steps 2400]
+[--seeds 0 1 2] [--arms plain heatmap-distilled heatmap-full plain@460] [--report]``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
-import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...errors import HumanSDError
+from ...fileio import atomic_write_text
 from ...models.checkpoint_read import read_metadata
 from ...models.configs import CONFIG_METADATA_KEY
 from ...synthetic import generate_scene, scene_rng
@@ -88,7 +98,7 @@ def run_name(arm: str, seed: int, steps: int) -> str:
     return f"{arm}-seed{seed}-steps{steps}"
 
 
-def arm_config(work: Path, arm: str, seed: int, steps: int) -> TrainConfig:
+def arm_config(work: Path, arm: str, seed: int, steps: int, save_every: int = 400) -> TrainConfig:
     """The recipe's training config for one run: ``steps`` steps of seed ``seed``, the arm's loss.
 
     The recipe's schedule is compressed to ``steps``: warmup ``100 · steps / 2400`` and
@@ -97,52 +107,99 @@ def arm_config(work: Path, arm: str, seed: int, steps: int) -> TrainConfig:
 
     Paths: ``WORK/data`` (scenes), ``WORK/model_config.json`` (the shipped model's
     architecture), the shipped model's VAE, the shared latent cache ``WORK/cache``, the
-    run folder ``WORK/runs/<run_name>``. Only the ``[loss]`` options and the run folder
-    differ between arms of one seed.
+    run folder ``WORK/runs/<run_name>``, resumed from its latest checkpoint (one kept,
+    every ``save_every`` steps). Only the ``[loss]`` options and the run folder differ
+    between arms of one seed.
     """
     config = recipe_config(work)
     shrink = config.optim.steps / steps  # the recipe's schedule, compressed: warmup and EMA horizon scale too
     values = {"vae": str(embedded_model_path()), "cache_dir": str(work / "cache"), "steps": steps,
               "warmup_steps": max(1, round(config.optim.warmup_steps / shrink)),
-              "ema_decay": config.optim.ema_decay ** shrink, "seed": seed, "save_every": steps,
-              "output": str(work / "runs" / run_name(arm, seed, steps)), **arm_options(arm)}
+              "ema_decay": config.optim.ema_decay ** shrink, "seed": seed, "save_every": min(save_every, steps),
+              "keep_last": 1, "resume": "auto", "output": str(work / "runs" / run_name(arm, seed, steps)),
+              **arm_options(arm)}
     for key, value in values.items():
         config.set(key, value, "ablation")
     config.validate()
     return config
 
 
+@contextlib.contextmanager
+def locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` for the block; yields False (nothing held) when
+    ``wait`` is False and another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare(work: Path) -> None:
     """Write ``WORK/model_config.json`` (the shipped model's) and the recipe's scenes ``WORK/data`` if missing."""
-    work.mkdir(parents=True, exist_ok=True)
-    meta = read_metadata(embedded_model_path())
-    (work / "model_config.json").write_text(meta[CONFIG_METADATA_KEY] + "\n", encoding="utf-8")
-    done = work / "data" / f"{read_preset('embedded_data.toml')['count'] - 1:06d}.png"
-    if not done.is_file():
-        subprocess.run(synth_command(work / "data"), check=True)
+    with locked(work / "prepare.lock"):
+        meta = read_metadata(embedded_model_path())
+        atomic_write_text(work / "model_config.json", meta[CONFIG_METADATA_KEY] + "\n")
+        done = work / "data" / f"{read_preset('embedded_data.toml')['count'] - 1:06d}.png"
+        if not done.is_file():
+            subprocess.run(synth_command(work / "data"), check=True)
 
 
-def _log_means(run_dir: Path) -> dict[str, float]:
-    """Means over the loss log of the run (``plain_loss``; ``coverage``, ``mean_weight`` for heatmap arms)."""
+def log_summary(run_dir: Path) -> dict[str, object]:
+    """Over the run's loss log: mean ``plain_loss`` (and ``coverage``, ``mean_weight`` for heatmap arms), and
+    for heatmap arms ``coverage_by_t``: the mask coverage per timestep bin of 100 (``None`` if never drawn)."""
     entries = [json.loads(line) for line in (run_dir / "loss_log.jsonl").read_text(encoding="utf-8").splitlines()]
     keys = ("plain_loss", "coverage", "mean_weight")
-    return {k: float(np.mean([e[k] for e in entries])) for k in keys if entries and k in entries[0]}
+    summary: dict[str, object] = {k: float(np.mean([e[k] for e in entries])) for k in keys
+                                  if entries and k in entries[0]}
+    binned = [e for e in entries if "count_by_t" in e]
+    if binned:
+        counts = np.sum([e["count_by_t"] for e in binned], axis=0)
+        sums = np.sum([[c * n if n else 0.0 for c, n in zip(e["coverage_by_t"], e["count_by_t"])]
+                       for e in binned], axis=0)
+        summary["coverage_by_t"] = [round(float(s / n), 4) if n else None for s, n in zip(sums, counts)]
+    return summary
+
+
+def _spent(run_dir: Path) -> dict[str, float]:
+    """CPU and wall seconds of the run's setup and training up to its latest checkpoint (0 for a new run)."""
+    path = run_dir / "spent.json"
+    base = {"setup_cpu_s": 0.0, "setup_wall_s": 0.0, "train_cpu_s": 0.0, "train_wall_s": 0.0, "sessions": 0}
+    return {**base, **json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else base
 
 
 def train(config: TrainConfig) -> dict[str, object]:
-    """Train one run; its exported model and the CPU/wall seconds of the training loop alone."""
-    from ...training.trainer import Trainer
+    """Train one run, resuming it from its latest checkpoint; its exported model and the CPU/wall seconds of
+    its setup (latent cache, model) and training loop, summed over every process that worked on it."""
+    from ...training.trainer import Trainer, TrainHooks
 
     run_dir = Path(config.output.output)
-    shutil.rmtree(run_dir, ignore_errors=True)  # no result.json: a run cut short, start it again
+    spent = _spent(run_dir)
     began_cpu, began_wall = cpu_seconds(), time.perf_counter()
-    trainer = Trainer(config)
-    setup_cpu, setup_wall = cpu_seconds(), time.perf_counter()
+    marks: dict[str, float] = {}
+
+    def record(step: int, total: int, _stats: dict[str, float]) -> None:
+        if step % config.output.save_every == 0 or step == total:  # the trainer saved a checkpoint of this step
+            now = {"train_cpu_s": cpu_seconds() - marks["cpu"], "train_wall_s": time.perf_counter() - marks["wall"]}
+            atomic_write_text(run_dir / "spent.json", json.dumps(
+                {**setup, **{k: round(spent[k] + v, 1) for k, v in now.items()}, "step": step}) + "\n")
+
+    trainer = Trainer(config, hooks=TrainHooks(on_step=record))
+    marks.update(cpu=cpu_seconds(), wall=time.perf_counter())
+    setup = {"setup_cpu_s": round(spent["setup_cpu_s"] + marks["cpu"] - began_cpu, 1),
+             "setup_wall_s": round(spent["setup_wall_s"] + marks["wall"] - began_wall, 1),
+             "sessions": spent["sessions"] + 1}
     result = trainer.train()
-    cpu, wall = cpu_seconds() - setup_cpu, time.perf_counter() - setup_wall
-    return {"model": str(result.output), "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
-            "setup_wall_s": round(setup_wall - began_wall, 1), "setup_cpu_s": round(setup_cpu - began_cpu, 1),
-            "s_per_step": round(wall / config.optim.steps, 3), **_log_means(run_dir)}
+    final = _spent(run_dir)
+    return {"model": str(result.output), **{k: final[k] for k in ("train_cpu_s", "train_wall_s", "setup_cpu_s",
+                                                                  "setup_wall_s", "sessions")},
+            "s_per_step": round(final["train_wall_s"] / config.optim.steps, 3), **log_summary(run_dir)}
 
 
 class JudgeFeatures:
@@ -194,9 +251,19 @@ class Evaluator:
         self.real = scene_images(EVAL_SEED, fd_count)
         self.real_features = self.features(self.real)
 
-    def floors(self) -> dict[str, float]:
+    def floors(self, path: Path) -> dict[str, float]:
         """FD of real scenes of other poses and of the real scenes through the shipped (frozen) VAE; the
-        shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``."""
+        shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``.
+        Computed once per work folder and kept in ``path`` (the FD count and DDIM steps are part of it)."""
+        with locked(path.with_suffix(".lock")):
+            key = {"fd_count": self.fd_count, "eval_steps": self.steps}
+            kept = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            if kept.get("settings") != key:
+                kept = {"settings": key, "floors": self._floors()}
+                atomic_write_text(path, json.dumps(kept, indent=1) + "\n")
+        return kept["floors"]
+
+    def _floors(self) -> dict[str, float]:
         from ...pipeline import HumanSDPipeline
 
         vae = HumanSDPipeline.from_checkpoint(embedded_model_path()).vae
@@ -246,11 +313,19 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                 f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model "
                 f"(2400 steps, heatmap-linear): PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
                 f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}.")
+    for arm in arms:
+        binned = [r["coverage_by_t"] for r in runs if r["arm"] == arm and "coverage_by_t" in r]
+        if binned:
+            means = [np.mean([b[i] for b in binned if b[i] is not None]) for i in range(len(binned[0]))]
+            rows.append(f"\n{arm}: mask coverage by timestep (bins of 100, t = 0 first; mean over "
+                        f"{len(binned)} runs): {' '.join(f'{m:.3f}' for m in means)}")
     by_seed = {(r["arm"], r["seed"]): r for r in runs}
     for i, first in enumerate(arms):
         for arm in arms[i + 1:]:
             seeds = sorted(s for a, s in by_seed if a == arm and (first, s) in by_seed)
             pairs = [(by_seed[(arm, s)], by_seed[(first, s)]) for s in seeds]
+            if not pairs:
+                continue
             diff = [a["pck"] - b["pck"] for a, b in pairs]
             cpu = np.mean([a["train_cpu_s"] / b["train_cpu_s"] for a, b in pairs])
             rows.append(f"\n{arm} − {first}, paired by seed: PCK@0.1 {_mean_std(diff, 3)} "
@@ -261,55 +336,87 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+def _run(work: Path, spec: str, arm: str, seed: int, steps: int, save_every: int,
+         evaluator: Evaluator | None, clock: Clock, wait: bool) -> dict | None:
+    """One run's result: read when finished; else trained (and evaluated) under the run's lock. None when
+    ``wait`` is False and another process holds the lock, or when ``evaluator`` is None (report only)."""
+    config = arm_config(work, arm, seed, steps, save_every)
+    done = Path(config.output.output) / "result.json"
+    if done.is_file():
+        return {**json.loads(done.read_text(encoding="utf-8")), "arm": spec}
+    if evaluator is None:
+        return None
+    with locked(Path(config.output.output + ".lock"), wait) as held:
+        if not held:
+            return None
+        if done.is_file():  # finished by the process that held the lock
+            return {**json.loads(done.read_text(encoding="utf-8")), "arm": spec}
+        run = {"arm": spec, "seed": seed, "steps": steps, **train(config)}
+        began, began_cpu = time.perf_counter(), cpu_seconds()
+        run.update(evaluator(Path(run["model"])), eval_wall_s=round(time.perf_counter() - began, 1),
+                   eval_cpu_s=round(cpu_seconds() - began_cpu, 1))
+        print(clock.lap(f"{spec} seed {seed}"), flush=True)
+        atomic_write_text(done, json.dumps(run, indent=1) + "\n")
+        return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("out/ablation"), help="work folder (default %(default)s)")
-    parser.add_argument("--arms", nargs="+", default=["plain", "heatmap-full"],
-                        help="plain and/or heatmap-<decoder> (default %(default)s)")
+    parser.add_argument("--arms", nargs="+", default=["plain", "heatmap-distilled"],
+                        help="plain and/or heatmap-<decoder>[@steps]; the first is what the others are paired "
+                             "against (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default %(default)s")
-    parser.add_argument("--steps", type=int, default=200,
-                        help="optimiser steps of batch 16 a run (default %(default)s)")
+    recipe_steps = read_preset("embedded_humansd.toml")["optim"]["steps"]
+    parser.add_argument("--steps", type=int, default=recipe_steps,
+                        help="optimiser steps of batch 16 a run (default: the recipe's %(default)s)")
+    parser.add_argument("--save-every", type=int, default=200,
+                        help="resume checkpoint every N steps (default %(default)s)")
     parser.add_argument("--eval-steps", type=int, default=STEPS, help="DDIM steps (default %(default)s)")
     parser.add_argument("--fd-count", type=int, default=32,
                         help="sampled poses for the FD and the scene-caption PCK (default %(default)s)")
+    parser.add_argument("--report", action="store_true", help="train nothing: report the finished runs")
     args = parser.parse_args()
     specs = {spec: parse_arm(spec, args.steps) for spec in args.arms}  # fail before anything runs
+    if args.save_every < 1:
+        parser.error(f"--save-every {args.save_every}: must be at least 1")
     torch.set_num_threads(1)
     import cv2
 
     cv2.setNumThreads(1)
     clock = Clock()
+    args.work.mkdir(parents=True, exist_ok=True)
     prepare(args.work)
     print(clock.lap("data"), flush=True)
     evaluator = Evaluator(args.fd_count, args.eval_steps)
-    floors = evaluator.floors()
+    floors = evaluator.floors(args.work / "floors.json")
     print(clock.lap("evaluation set"), flush=True)
-    runs = []
-    for seed in args.seeds:
-        for spec, (arm, steps) in specs.items():
-            config = arm_config(args.work, arm, seed, steps)
-            done = Path(config.output.output) / "result.json"
-            if done.is_file():
-                run = {**json.loads(done.read_text(encoding="utf-8")), "arm": spec}
-            else:
-                run = {"arm": spec, "seed": seed, "steps": steps, **train(config)}
-                began, began_cpu = time.perf_counter(), cpu_seconds()
-                run.update(evaluator(Path(run["model"])), eval_wall_s=round(time.perf_counter() - began, 1),
-                           eval_cpu_s=round(cpu_seconds() - began_cpu, 1))
-                print(clock.lap(f"{spec} seed {seed}"), flush=True)
-                done.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
-            print(json.dumps(run), flush=True)
-            runs.append(run)
-    report = table(runs, args.arms, floors)
-    settings = {k: v for k, v in vars(args).items() if k != "work"}
-    (args.work / "results.json").write_text(json.dumps({"settings": settings, "floors": floors, "runs": runs,
-                                                        "times": clock.rows}, indent=1) + "\n", encoding="utf-8")
+    wanted = [(spec, arm, seed, steps) for seed in args.seeds for spec, (arm, steps) in specs.items()]
+    results: dict[tuple[str, int], dict] = {}
+    for wait in (False, True):  # first the runs no other process holds, then wait for the rest
+        for spec, arm, seed, steps in wanted:
+            if (spec, seed) not in results:
+                run = _run(args.work, spec, arm, seed, steps, args.save_every,
+                           None if args.report else evaluator, clock, wait)
+                if run is not None:
+                    results[spec, seed] = run
+                    print(json.dumps(run), flush=True)
+    runs = [results[spec, seed] for spec, _, seed, _ in wanted if (spec, seed) in results]
+    if not runs:
+        raise HumanSDError(f"{args.work / 'runs'}: no finished run of arms {args.arms} and seeds {args.seeds}")
+    arms = [spec for spec in args.arms if any(r["arm"] == spec for r in runs)]
+    report = table(runs, arms, floors)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    atomic_write_text(args.work / "results.json", json.dumps({"settings": settings, "floors": floors, "runs": runs,
+                                                              "times": clock.rows}, indent=1) + "\n")
     spent = {k: sum(r.get(f"{part}_{k}", 0.0) for r in runs for part in ("setup", "train", "eval"))
              for k in ("cpu_s", "wall_s")}
+    missing = [f"{spec} seed {seed}" for spec, _, seed, _ in wanted if (spec, seed) not in results]
     print(f"\n{report}\n\n({args.steps} steps of batch 16 a run unless '@' says otherwise; DDIM {args.eval_steps}, "
           f"guidance {CFG}; FD over {args.fd_count} images. The runs' recorded setup + training + "
           f"evaluation: {spent['cpu_s'] / 60:.1f} min CPU, {spent['wall_s'] / 60:.1f} min wall; this invocation "
-          f"{sum(r['wall_s'] for r in clock.rows.values()) / 60:.1f} min wall.)")
+          f"{sum(r['wall_s'] for r in clock.rows.values()) / 60:.1f} min wall."
+          f"{' Not finished: ' + ', '.join(missing) + '.' if missing else ''})")
     return 0
 
 
