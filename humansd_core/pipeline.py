@@ -42,7 +42,8 @@ class GenerationResult:
             (all images of pose 0, then pose 1, ...).
         skeletons: float32 ``[N, 3, H, W]`` in ``[0, 1]``: the condition image of each.
         seeds: the seed of each image (the seed rule: ``seed + index``).
-        parameters: the settings used (prompt as sent, negative, steps, ...).
+        parameters: the settings used (prompt as sent, a list of them when each pose had its own,
+            negative, steps, ...).
     """
 
     images: torch.Tensor
@@ -152,7 +153,7 @@ class HumanSDPipeline:
     def generate(
         self,
         poses: PoseInput | Sequence[PoseInput],
-        prompt: str,
+        prompt: str | Sequence[str],
         *,
         negative: str = defaults.NEGATIVE_PROMPT,
         steps: int = defaults.STEPS,
@@ -177,7 +178,8 @@ class HumanSDPipeline:
         Args:
             poses: one pose or several (PoseSet, or a skeleton image RGB uint8 ``[H, W, 3]``
                 already at the output size; a ``[N, H, W, 3]`` array is N of them).
-            prompt: the text; ``added_prompt`` is appended with ``", "`` (reference).
+            prompt: the text, or one text per pose (a batch of different prompts samples as
+                fast as one); ``added_prompt`` is appended to each with ``", "`` (reference).
             negative: the unconditional branch's text (the pose latent is kept there).
             width, height: output size; rounded to the nearest valid multiple
                 (:meth:`valid_size`, 64 for SD) with a warning.
@@ -205,7 +207,10 @@ class HumanSDPipeline:
         if images_per_pose < 1:
             raise HumanSDError(f"images_per_pose: expected at least 1, got {images_per_pose}")
         width, height = self.valid_size(width, height)
-        full_prompt = defaults.with_added_prompt(prompt, added_prompt)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if len(prompts) not in (1, len(pose_list)):
+            raise HumanSDError(f"prompt: expected one text or one per pose ({len(pose_list)}), got {len(prompts)}")
+        full_prompts = [defaults.with_added_prompt(text, added_prompt) for text in prompts]
         count = len(pose_list) * images_per_pose
         skeletons = self.skeleton_images(pose_list, width, height, place).repeat_interleave(images_per_pose, 0)
         init = None
@@ -217,7 +222,9 @@ class HumanSDPipeline:
                 raise HumanSDError(f"init_images: expected 1 or {len(pose_list)} images, got {init.shape[0]}")
             init = init.expand(len(pose_list), -1, -1, -1).repeat_interleave(images_per_pose, 0)
         seeds = batch_seeds(seed, count)
-        context = self.text_encoder([full_prompt])
+        context = self.text_encoder(full_prompts)  # [1 or len(poses), 77, C]
+        context = context.expand(count, -1, -1) if len(full_prompts) == 1 else \
+            context.repeat_interleave(images_per_pose, 0)  # [count, 77, C]
         uncond = self.text_encoder([negative]) if cfg != 1.0 else None
         chunk = batch_size or count
         images = []
@@ -227,7 +234,7 @@ class HumanSDPipeline:
                 pose_latent = self.encode_images(skeletons[start:stop])
                 n = pose_latent.shape[0]
                 latents = sample_latents(
-                    self.unet, pose_latent, context.expand(n, -1, -1),
+                    self.unet, pose_latent, context[start:stop],
                     None if uncond is None else uncond.expand(n, -1, -1),
                     seeds=seeds[start:stop], sampler=sampler, steps=steps, cfg=cfg, eta=eta, schedule=schedule,
                     strength=strength, init_latent=None if init is None else self.encode_images(init[start:stop]),
@@ -240,9 +247,9 @@ class HumanSDPipeline:
                     f"on {self.device}; try a smaller size or batch_size"
                 ) from exc
         parameters = {
-            "prompt": full_prompt, "negative": negative, "steps": steps, "cfg": cfg, "sampler": sampler,
-            "schedule": schedule, "seed": seed, "width": width, "height": height, "eta": eta, "strength": strength,
-            "place": place,
+            "prompt": full_prompts[0] if len(full_prompts) == 1 else full_prompts, "negative": negative,
+            "steps": steps, "cfg": cfg, "sampler": sampler, "schedule": schedule, "seed": seed, "width": width,
+            "height": height, "eta": eta, "strength": strength, "place": place,
         }
         return GenerationResult(torch.cat(images), skeletons, seeds, parameters)
 

@@ -77,6 +77,20 @@ def test_seed_rule_across_batches_and_batch_size(pipe):
     assert (both.images[2] - both.images[3]).abs().mean() > 0.01  # different seeds differ
 
 
+def test_each_pose_can_have_its_own_prompt(pipe):
+    poses = [standing_pose(-6), standing_pose(6)]
+    both = pipe.generate(poses, ["a dancer", "a runner"], seed=5, images_per_pose=2, added_prompt="", **FAST)
+    assert both.parameters["prompt"] == ["a dancer", "a runner"]
+    # image 2 (pose 1, its first image) equals pose 1 generated alone with its prompt and seed 5 + 2
+    alone = pipe.generate(poses[1], "a runner", seed=7, added_prompt="", **FAST)
+    assert torch.allclose(both.images[2], alone.images[0], atol=2e-3)
+    chunked = pipe.generate(poses, ["a dancer", "a runner"], seed=5, images_per_pose=2, added_prompt="",
+                            batch_size=3, **FAST)
+    assert torch.allclose(both.images, chunked.images, atol=2e-3)
+    with pytest.raises(HumanSDError, match="one per pose"):
+        pipe.generate(poses, ["a", "b", "c"], **FAST)
+
+
 def test_sizes_round_to_the_nearest_valid_multiple_with_a_warning(pipe, caplog):
     assert pipe.size_multiple == 16  # tiny: VAE /8, one UNet downsampling
     assert pipe.valid_size(64, 64) == (64, 64)
