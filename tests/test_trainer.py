@@ -16,8 +16,11 @@ from safetensors.torch import save_file
 from support.training_data import make_dataset, tiny_train_config
 
 from humansd_core.cli import main
+from humansd_core.errors import HumanSDError
 from humansd_core.models.checkpoint import UNET_PREFIX, load_models, read_state_dict
+from humansd_core.pose.heatmaps import KeypointGaussianEstimator
 from humansd_core.training.resume_checkpoints import latest_checkpoint, list_checkpoints, read_checkpoint
+from humansd_core.training.run_data import find_distilled
 from humansd_core.training.dataset import collate
 from humansd_core.training.lora import base_weights_hash, load_lora
 from humansd_core.training.trainer import Trainer, TrainingDiverged
@@ -196,6 +199,25 @@ def test_mixed_precision_steps(data: Path, tmp_path: Path, precision: str) -> No
     assert all(np.isfinite(result.losses)) and len(result.losses) == 2
     _, state = read_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000002.safetensors")
     assert bool(state["scaler"]) == (precision == "fp16")  # fp16 trains with a gradient scaler
+
+
+def test_noise_offset_adds_a_channel_constant_drawn_after_the_other_draws(data: Path, tmp_path: Path) -> None:
+    shape = torch.Size([2, 4, 8, 8])
+    plain = Trainer(tiny_train_config(data, tmp_path / "plain"))._noise(shape, 0, True)
+    offset = Trainer(tiny_train_config(data, tmp_path / "offset", noise_offset=0.3))._noise(shape, 0, True)
+    assert torch.equal(plain[1], offset[1]) and torch.equal(plain[2], offset[2])  # timesteps, posterior noise
+    shift = offset[0] - plain[0]  # [B, 4, h, w]: one value per sample and channel
+    assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift), atol=1e-6) and shift.abs().amax() > 0.01
+    with pytest.raises(HumanSDError, match="noise_offset"):
+        tiny_train_config(data, tmp_path / "bad", noise_offset=-0.1)
+
+
+def test_distilled_weights_fit_is_a_keyword_not_a_file(data: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(data, tmp_path / "run")
+    config.set("distilled_weights", "fit", base_dir=tmp_path)
+    assert config.loss.distilled_weights == "fit"  # not resolved against the config's folder
+    config.check_files()  # and not required to exist
+    assert find_distilled("fit", torch.nn.Identity(), KeypointGaussianEstimator(), torch.device("cpu")) is None
 
 
 def test_start_from_sd21_zero_inits_the_pose_channels(data: Path, base: Path, tmp_path: Path) -> None:

@@ -115,6 +115,8 @@ class OptimOptions:
     max_grad_norm: float = _opt(1.0, "0: no clipping")
     precision: DtypeName = _opt("fp32", "fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)")
     ema_decay: float = _opt(0.0, "0: no EMA; else e.g. 0.999 (outputs then hold the EMA weights)")
+    noise_offset: float = _opt(0.0, "offset noise: add this x N(0,1) per sample and latent channel to the noise, "
+                                    "so the model must learn (from the text) to change an image's mean colour")
     seed: int = _opt(0, "seed of data order, augmentation, noise and fresh weights")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms")
 
@@ -137,7 +139,7 @@ class LossOptions:
     refresh_every: int = _opt(1, "recompute the loss mask every k steps (paper mode)")
     distilled_weights: str = _opt("", "heatmap_decoder = distilled: a distilled net file; empty: the bundled one "
                                       "when it was distilled from this VAE and estimator, else fit on the run's "
-                                      "first distill_batches batches")
+                                      "first distill_batches batches; 'fit': always fit on those batches")
     distill_batches: int = _opt(8, "batches whose full-decode heatmaps teach the distilled net")
     distill_steps: int = _opt(1500, "optimiser steps of fitting the distilled net")
 
@@ -170,6 +172,7 @@ PATH_FIELDS = frozenset({"base", "vae", "data", "detector_weights", "cache_dir",
                          "distilled_weights", "output", "sample_pose"})
 MODEL_FIELDS = ("base", "vae")  # model files: a path or the word EMBEDDED (assets.resolve_checkpoint)
 WEIGHTS_FIELDS = ("detector_weights", "estimator_weights", "distilled_weights")  # other network files
+FIT_DISTILLED = "fit"  # distilled_weights: a keyword, not a file: always fit on the run's first batches
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -235,7 +238,7 @@ class TrainConfig:
         expected = _field_types(type(section))[key]
         value = _coerce(key, value, expected, source)
         is_path = key in PATH_FIELDS or (key == "init_config" and str(value).lower().endswith(".json"))
-        if key in MODEL_FIELDS and value == EMBEDDED:
+        if (key in MODEL_FIELDS and value == EMBEDDED) or (key == "distilled_weights" and value == FIT_DISTILLED):
             is_path = False
         if is_path and value and base_dir is not None and not Path(value).is_absolute():
             value = str(base_dir / value)
@@ -257,7 +260,7 @@ class TrainConfig:
             if not 0.0 <= values[key] <= 1.0:
                 raise HumanSDError(f"option {key}={values[key]!r}: must lie in [0, 1]")
         for key in ("lr", "weight_decay", "adam_eps", "max_grad_norm", "lora_alpha", "heatmap_weight",
-                    "warmup_steps", "sample_every", "num_workers", "cpu_threads"):
+                    "noise_offset", "warmup_steps", "sample_every", "num_workers", "cpu_threads"):
             if values[key] < 0:
                 raise HumanSDError(f"option {key}={values[key]!r}: must not be negative")
         if not 0.0 <= values["ema_decay"] < 1.0:
@@ -287,7 +290,7 @@ class TrainConfig:
             if values[key]:
                 resolve_checkpoint(values[key], f"option {key}")
         for key in WEIGHTS_FIELDS:
-            if values[key]:
+            if values[key] and not (key == "distilled_weights" and values[key] == FIT_DISTILLED):
                 require_file(values[key], f"option {key}")
         if values["resume"] not in ("", "auto"):
             require_file(values["resume"], "option resume")

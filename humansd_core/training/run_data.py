@@ -19,7 +19,7 @@ from ..pose.keypoints import PoseSet
 from .augment import apply_to_pose
 from .buckets import BucketBatchSampler, assign_bucket, make_buckets
 from .cache import TextCache, build_latent_cache
-from .config import TrainConfig
+from .config import FIT_DISTILLED, TrainConfig
 from ..pose.heatmaps import HeatmapEstimator, KeypointGaussianEstimator
 from .dataset import Record, TrainingDataset, collate, scan_dataset
 from .distilled_heatmaps import DistilledHeatmapEstimator, distillation_source, shipped_distilled
@@ -183,7 +183,12 @@ DISTILLED_PREFIX = "extra.distilled."
 def find_distilled(path: str, vae: torch.nn.Module, estimator: HeatmapEstimator,
                    device: torch.device) -> DistilledHeatmapEstimator | None:
     """The distilled net for the loss: ``path`` when given; else the bundled one when it was distilled from
-    this VAE decoder and estimator (same weights); else None (the loss fits one on the run's first batches)."""
+    this VAE decoder and estimator (same weights); else None (the loss fits one on the run's first batches).
+    ``path == "fit"`` (:data:`~.config.FIT_DISTILLED`): None even when the bundled net would fit."""
+    if path == FIT_DISTILLED:
+        logger.info("heatmap loss: distilled_weights = %r, the distilled net will be fitted on the first batches",
+                    FIT_DISTILLED)
+        return None
     if path:
         return DistilledHeatmapEstimator.from_file(path, device=device)
     bundled = shipped_distilled(device)

@@ -227,8 +227,13 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------
 
     def _noise(self, shape: torch.Size, micro: int, sample_posterior: bool) -> tuple[torch.Tensor, ...]:
-        """Per-sample ``(noise [B,4,h,w], t [B], posterior noise [B,4,h,w] or None)`` on the device."""
+        """Per-sample ``(noise [B,4,h,w], t [B], posterior noise [B,4,h,w] or None)`` on the device.
+
+        With ``noise_offset`` > 0 the noise gets ``noise_offset · N(0,1)`` per channel added
+        (constant over the sample's pixels), drawn last so that the other draws do not change.
+        """
         b = shape[0]
+        offset = self.config.optim.noise_offset
         noises, ts, posts = [], [], []
         for i in range(b):
             position = self.dist.rank * b + i
@@ -237,6 +242,8 @@ class Trainer:
             noises.append(torch.randn(shape[1:], generator=g))
             if sample_posterior:
                 posts.append(torch.randn(shape[1:], generator=g))
+            if offset > 0:
+                noises[-1] = noises[-1] + offset * torch.randn(shape[1], 1, 1, generator=g)
         post = torch.stack(posts).to(self.device) if posts else None
         return torch.stack(noises).to(self.device), torch.stack(ts).to(self.device), post
 
