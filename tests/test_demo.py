@@ -13,7 +13,8 @@ from humansd_core import embedded
 from humansd_core.cli import main
 from humansd_core.commands.demo import ZOOM, contact_sheet
 
-LAST_LINE = re.compile(r"^pose accuracy: PCK@0\.1=(\d\.\d{3}) OKS=(\d\.\d{3}) random-pose baseline PCK@0\.1=(\d\.\d{3})$")
+LAST_LINE = re.compile(r"^pose accuracy: PCK@0\.1=(\d\.\d{3}) OKS=(\d\.\d{3}) random-pose baseline PCK@0\.1=(\d\.\d{3})"
+                       r" \| prompt adherence: background=(\d\.\d{3}) shirt=(\d\.\d{3}) \(chance (\d\.\d{3}) / (\d\.\d{3})\)$")
 
 
 def test_demo_writes_the_sheet_and_ends_with_the_pose_accuracy(tmp_path: Path,
@@ -22,8 +23,9 @@ def test_demo_writes_the_sheet_and_ends_with_the_pose_accuracy(tmp_path: Path,
     lines = capsys.readouterr().out.strip().splitlines()
     match = LAST_LINE.match(lines[-1])
     assert match, lines[-1]
-    pck, oks, baseline = (float(v) for v in match.groups())
+    pck, oks, baseline, background, shirt, *chance = (float(v) for v in match.groups())
     assert 0.0 <= baseline < pck <= 1.0 and 0.0 < oks <= 1.0
+    assert all(0.0 <= v <= 1.0 for v in (background, shirt, *chance))
     with Image.open(tmp_path / "demo.png") as sheet:
         width, height = sheet.size
     poses = len(embedded.EXAMPLE_PROMPTS) + 2

@@ -4,9 +4,12 @@ Loads the tiny HumanSD shipped inside the package (``assets/weights/humansd_tiny
 trained on synthetic mannequins; see ``assets/MODEL_CARD.md``), generates one image for
 each bundled example pose (fitted onto the model's 128 x 128 canvas) and for a fixed set
 of sampled poses with their captions, and writes ``DIR/demo.png``: a contact sheet of
-(pose | result | overlay) triplets. Then the judge estimator scores how well the images
-follow their poses; the last line printed is
-``pose accuracy: PCK@0.1=<x> OKS=<y> random-pose baseline PCK@0.1=<z>``.
+(pose | result | overlay) triplets; all images are sampled in one batch, each pose with
+its own prompt. Then the judge estimator scores how well the images follow their poses,
+and the background and shirt colours read back from the images are compared with the
+ones their prompts name; the last line printed is
+``pose accuracy: PCK@0.1=<x> OKS=<y> random-pose baseline PCK@0.1=<z> | prompt adherence:
+background=<b> shirt=<s> (chance <cb> / <cs>)``.
 """
 from __future__ import annotations
 
@@ -85,13 +88,11 @@ def _demo(args: argparse.Namespace) -> int:
     size = embedded.SIZE
     items = embedded.evaluation_set(count=args.count)
     print(f"model {model_path.name}: {len(items)} poses at {size}x{size}, {args.steps} DDIM steps, cfg {args.cfg}")
-    images, skeletons = [], []
-    for index, (pose, prompt) in enumerate(items):
-        result = pipe.generate(pose, prompt, negative="", added_prompt="", steps=args.steps, cfg=args.cfg,
-                               seed=args.seed + index, width=size, height=size, progress=False)
-        images.append(result.images)
-        skeletons.append(result.skeletons)
-    images_t, skeletons_t = torch.cat(images), torch.cat(skeletons)
+    # One batch of every pose with its own prompt; image i uses seed + i, as if generated alone.
+    result = pipe.generate([pose for pose, _ in items], [prompt for _, prompt in items], negative="",
+                           added_prompt="", steps=args.steps, cfg=args.cfg, seed=args.seed, width=size, height=size,
+                           progress=False)
+    images_t, skeletons_t = result.images, result.skeletons
     mask = (skeletons_t > 0).any(dim=1, keepdim=True)
     overlays = torch.where(mask, 0.5 * skeletons_t + 0.5 * images_t, images_t)
     triplets = [(_label(i, prompt), [_tile(skeletons_t[i]), _tile(images_t[i]), _tile(overlays[i])])
@@ -99,11 +100,12 @@ def _demo(args: argparse.Namespace) -> int:
     sheet_path = Path(args.output) / "demo.png"
     write_png(sheet_path, contact_sheet(triplets))
     score = embedded.score_poses(images_t, [pose for pose, _ in items], judge)
+    adherence = embedded.score_adherence(images_t, items)
     print(f"wrote {sheet_path} (pose | result | overlay for {len(items)} poses) in "
           f"{time.perf_counter() - began:.1f} s")
     if score.pck < 3 * score.baseline_pck:
         print("warning: the images follow their poses less than 3x better than chance; the weights may be damaged")
-    print(score.line())
+    print(f"{score.line()} | {adherence.line()}")
     return 0
 
 

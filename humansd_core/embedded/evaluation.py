@@ -7,11 +7,18 @@ condition person's box (:mod:`humansd_core.pose.heatmap_decode`); PCK@0.1 and OK
 scores the same images against other images' poses (a fixed derangement), i.e. what a
 model that ignored the pose would get. ``humansd demo`` prints :meth:`PoseScore.line`;
 the recipe scores its models and its estimators with the same functions.
+
+Prompt adherence (:mod:`humansd_core.synthetic.colour_reading`): the background colour
+read from each image's border and each person's shirt colour read from the pose's torso
+are compared with the colours the prompt names; the chance level scores the same
+readings against the prompts of the same derangement. The demo prints
+:meth:`~humansd_core.synthetic.colour_reading.Adherence.line` beside the pose score.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +29,9 @@ from ..pose.heatmap_decode import keypoints_from_heatmaps, person_boxes
 from ..pose.heatmaps import HeatmapEstimator
 from ..pose.metrics import pck, pose_agreement
 from .model import CFG, EVAL_COUNT, EVAL_SEED, EXAMPLE_PROMPTS, MAX_PEOPLE, SEED, SIZE, STEPS, example_poses
+
+if TYPE_CHECKING:  # pragma: no cover - imported where used (the colour reading needs OpenCV)
+    from ..synthetic.colour_reading import Adherence
 
 
 def evaluation_set(count: int = EVAL_COUNT, seed: int = EVAL_SEED, size: int = SIZE, examples: bool = True,
@@ -127,3 +137,17 @@ def score_poses(images: torch.Tensor, poses: Sequence[PoseSet], judge: HeatmapEs
     matched = pose_accuracy(judge, images, list(poses))
     baseline = pose_accuracy(judge, images, [poses[int(j)] for j in derangement(len(poses))])
     return PoseScore(matched.pck, matched.oks, baseline.pck, baseline.oks, len(poses))
+
+
+def score_adherence(images: torch.Tensor, items: Sequence[tuple[PoseSet, str]]) -> Adherence:
+    """Background and shirt colour adherence of ``images [N,3,H,W]`` in ``[0,1]`` to ``items``' prompts.
+
+    Every pose must be on the images' canvas (:func:`~humansd_core.synthetic.colour_reading.prompt_adherence`;
+    the chance level: the prompts of :func:`derangement`, as the pose score's baseline).
+    """
+    from ..synthetic.colour_reading import prompt_adherence
+
+    if len(items) < 2:
+        raise HumanSDError("score_adherence: at least two images are needed for the chance level")
+    return prompt_adherence(images, [pose for pose, _ in items], [prompt for _, prompt in items],
+                            derangement(len(items)))

@@ -136,6 +136,11 @@ class Adherence:
     images: int
     people: int
 
+    def line(self) -> str:
+        """``prompt adherence: background=<b> shirt=<s> (chance <cb> / <cs>)``, as ``humansd demo`` prints it."""
+        return (f"prompt adherence: background={self.background:.3f} shirt={self.shirt:.3f} "
+                f"(chance {self.background_chance:.3f} / {self.shirt_chance:.3f})")
+
 
 def _fractions(read_bg: Sequence[str], read_shirts: Sequence[Sequence[str | None]],
                prompts: Sequence[str]) -> tuple[float, float, int, int]:
