@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from humansd_core.embedded.recipe.estimators import evaluate, train_estimator
-from humansd_core.errors import CheckpointError
+from humansd_core.errors import CheckpointError, HumanSDError
 from humansd_core.pose import PoseSet
 from humansd_core.pose.heatmap_decode import keypoints_from_heatmaps, person_boxes
 from humansd_core.pose.heatmaps import HeatmapEstimator, gaussian_heatmaps
@@ -120,3 +120,37 @@ def test_shipped_estimators_differ_and_are_small():
         assert (folder / name).stat().st_size < 2 * 1024 * 1024
     judge, loss = shipped_estimator("judge"), shipped_estimator("loss")
     assert type(judge.network) is not type(loss.network)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    config = EstimatorConfig("strided", 4, 32)
+    whole = train_estimator(config, seed=5, steps=4, batch_size=4, workers=0)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_estimator, step):
+        raise Stop(step)
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(Stop):
+        train_estimator(config, seed=5, steps=4, batch_size=4, workers=0, checkpoint=state, checkpoint_every=2,
+                        validate=stop, validate_every=2)
+    assert torch.load(state, weights_only=True)["step"] == 2
+    resumed = train_estimator(config, seed=5, steps=4, batch_size=4, workers=0, checkpoint=state, checkpoint_every=2)
+    a, b = whole.estimator.network.state_dict(), resumed.estimator.network.state_dict()
+    assert resumed.steps == 4 and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(HumanSDError, match="another run"):
+        train_estimator(config, seed=6, steps=4, batch_size=4, workers=0, checkpoint=state)
+
+
+def test_half_precision_file_loads_into_a_float_network(tmp_path):
+    config = EstimatorConfig("unet", 4, 32)
+    estimator = TinyHeatmapEstimator(build_network(config), config)
+    estimator.save(tmp_path / "half.safetensors", half=True)
+    with safe_open(str(tmp_path / "half.safetensors"), framework="pt") as handle:
+        assert all(handle.get_tensor(k).dtype != torch.float32 for k in handle.keys())
+    loaded = TinyHeatmapEstimator.from_file(tmp_path / "half.safetensors")
+    assert next(loaded.network.parameters()).dtype == torch.float32
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(loaded(x), estimator(x), atol=2e-3)

@@ -168,9 +168,12 @@ class TinyHeatmapEstimator:
             raise CheckpointError(f"{path}: weights do not fit {config}: {exc}") from None
         return cls(network.to(device), config)
 
-    def save(self, path: str | os.PathLike[str], extra: dict[str, str] | None = None) -> None:
-        """Write weights + config (and ``extra`` metadata strings) as safetensors, atomically."""
+    def save(self, path: str | os.PathLike[str], extra: dict[str, str] | None = None, half: bool = False) -> None:
+        """Write weights + config (and ``extra`` metadata strings) as safetensors, atomically; ``half``: floating
+        tensors in fp16 (half the file; :meth:`from_file` loads them into the float32 network)."""
         state = {k: v.detach().contiguous().cpu() for k, v in self.network.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         meta = {METADATA_KEY: json.dumps(asdict(self.config)), **(extra or {})}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)

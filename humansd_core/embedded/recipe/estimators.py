@@ -13,6 +13,12 @@ Gaussian noise) so the estimators also read blurry generated images. Scenes come
 :func:`humansd_core.synthetic.generate_scene` with seeds ``(seed, index)``; evaluation
 uses another seed stream.
 
+A run with a ``checkpoint`` path saves its whole state there (network, optimiser,
+step, the augmentation generator, elapsed time) every ``checkpoint_every`` steps,
+atomically, and resumes from it when it exists: batch ``k`` is always scenes
+``k·batch .. (k+1)·batch − 1``, so a resumed step-limited run computes what an
+uninterrupted one computes.
+
 ``python -m humansd_core.embedded.recipe.estimators [--only judge] [--out DIR]`` trains
 the roles of ``presets/embedded_estimators.toml`` (``loss``: the strided net, the
 heatmap-guided loss's estimator; ``judge``: the U-Net, which scores pose accuracy, so no
@@ -20,7 +26,8 @@ result is graded by the network that shaped it), scores each on the same held-ou
 scenes (PCK@0.1 of the person's box diagonal, mean OKS; top-down with the true boxes) at
 its working size and at 128 px, and writes them with the architecture, seed, steps run
 and held-out scores in their metadata; into the package's ``weights/`` by default, with
-their ``SHA256SUMS`` lines.
+their ``SHA256SUMS`` lines. ``--work DIR`` keeps each role's resume state there
+(``DIR/<role>-state.pt``); ``--half`` writes the floating weights in fp16 (half the file).
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from ...assets import ESTIMATOR_NAMES, WEIGHTS_DIR, record_if_shipped
+from ...errors import HumanSDError
+from ...fileio import atomic_path
 from ...pose.heatmaps import gaussian_heatmaps
 from ...pose.keypoints import PoseSet
 from ...pose.mannequin_estimator import EstimatorConfig, TinyHeatmapEstimator, build_network
@@ -65,13 +74,14 @@ def scene_batch(seed: int, start: int, count: int, size: int) -> tuple[torch.Ten
 
 
 class _SceneStream(torch.utils.data.IterableDataset):
-    """Endless batches for a DataLoader worker: batch ``k`` = scenes ``k·batch .. (k+1)·batch − 1``."""
+    """Endless batches for a DataLoader worker from batch ``start``: batch ``k`` = scenes
+    ``k·batch .. (k+1)·batch − 1``."""
 
-    def __init__(self, seed: int, batch: int, size: int) -> None:
-        self.seed, self.batch, self.size = seed, batch, size
+    def __init__(self, seed: int, batch: int, size: int, start: int = 0) -> None:
+        self.seed, self.batch, self.size, self.start = seed, batch, size, start
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[PoseSet]]]:
-        k = 0
+        k = self.start
         while True:
             yield scene_batch(self.seed, k * self.batch, self.batch, self.size)
             k += 1
@@ -107,32 +117,60 @@ def evaluate(estimator: TinyHeatmapEstimator, seed: int, count: int, size: int |
     return pose_accuracy(estimator, images, poses)
 
 
+def _save_state(path: Path, network: torch.nn.Module, optimiser: torch.optim.Optimizer, generator: torch.Generator,
+                step: int, elapsed: float, loss_avg: float, identity: dict[str, object]) -> None:
+    """Write a resume state of :func:`train_estimator` after ``step`` steps (``elapsed`` seconds) to ``path``."""
+    state = {"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+             "step": step, "elapsed": elapsed, "loss_avg": loss_avg, "identity": identity}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
 def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_size: int = 32, lr: float = 3e-3,
                     time_limit: float | None = None, workers: int = 1, eval_count: int = 0,
-                    log: Callable[[str], None] = logger.info) -> TrainResult:
+                    log: Callable[[str], None] = logger.info, checkpoint: str | Path | None = None,
+                    checkpoint_every: int = 250, validate: Callable[[TinyHeatmapEstimator, int], None] | None = None,
+                    validate_every: int = 0) -> TrainResult:
     """Train from scratch (AdamW, warm-up + cosine) for ``steps`` steps or ``time_limit`` seconds.
 
     ``workers`` > 0 draws scenes in DataLoader worker processes (seeded, so the
     batches are the same either way). Without ``time_limit`` a run is a function of
     its arguments; with it, the schedule follows the clock (see the module doc).
+    ``checkpoint``: a file to save the run's state to every ``checkpoint_every`` steps
+    and to resume from when it exists (it must come from a run of the same config,
+    seed, steps, batch size and lr). ``validate(estimator, step)`` is called every
+    ``validate_every`` steps (0: never) with the network in eval mode.
     """
     torch.manual_seed(seed)
     network = build_network(config)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
-    stream = _SceneStream(seed, batch_size, config.input_size)
+    identity = {"config": asdict(config), "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr}
+    step, elapsed_before, loss_avg = 0, 0.0, math.nan
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        state = torch.load(path, weights_only=True)
+        if state["identity"] != identity:
+            raise HumanSDError(f"{path}: a checkpoint of another run ({state['identity']}), not of {identity}")
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        step, elapsed_before, loss_avg = int(state["step"]), float(state["elapsed"]), float(state["loss_avg"])
+        log(f"resumed from {path} at step {step}")
+    stream = _SceneStream(seed, batch_size, config.input_size, start=step)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
                                          prefetch_factor=4 if workers else None, persistent_workers=False)
     size = config.input_size
     heat = size // config.stride
     network.train()
-    start, loss_avg, step = time.perf_counter(), math.nan, 0
-    for step, (images, poses) in enumerate(loader, start=1):
+    start = time.perf_counter() - elapsed_before
+    batches = iter(loader)
+    while step < steps:
         elapsed = time.perf_counter() - start
-        progress = max((step - 1) / steps, elapsed / time_limit if time_limit else 0.0)
+        progress = max(step / steps, elapsed / time_limit if time_limit else 0.0)
         if progress >= 1.0:
-            step -= 1
             break
+        images, poses = next(batches)
         factor = lr_factor(progress * steps, WARMUP * steps, steps)
         for group in optimiser.param_groups:
             group["lr"] = lr * factor
@@ -142,9 +180,15 @@ def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_siz
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        step += 1
         loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
         if step % 50 == 0 or step == steps:
             log(f"step {step}/{steps} loss {loss_avg:.3f} lr {lr * factor:.2e} ({elapsed:.0f} s)")
+        if path is not None and (step % checkpoint_every == 0 or step == steps):
+            _save_state(path, network, optimiser, generator, step, time.perf_counter() - start, loss_avg, identity)
+        if validate is not None and validate_every and (step % validate_every == 0 or step == steps):
+            validate(TinyHeatmapEstimator(network, config), step)  # the estimator puts the network in eval mode
+            network.train()
     seconds = time.perf_counter() - start
     estimator = TinyHeatmapEstimator(network.eval(), config)
     accuracy = evaluate(estimator, seed, eval_count) if eval_count else None
@@ -168,15 +212,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the scene worker is another process; 2 threads ran 8x slower here)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder of the files (default: the package's)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder of the resume states (<role>-state.pt, every 250 steps; default: none)")
+    parser.add_argument("--half", action="store_true", help="write the floating weights in fp16 (half the file)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     batch, count = training["batch_size"], held_out["count"]
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
     for role in [args.only] if args.only else list(roles):
         config, seed = roles[role]
         print(f"== {role}: {config} seed {seed}", flush=True)
         result = train_estimator(config, seed=seed, steps=args.steps, batch_size=batch, lr=training["lr"],
-                                 time_limit=args.minutes * 60, log=lambda s: print("  " + s, flush=True))
+                                 time_limit=args.minutes * 60, log=lambda s: print("  " + s, flush=True),
+                                 checkpoint=None if args.work is None else args.work / f"{role}-state.pt")
         at_work = evaluate(result.estimator, held_out["seed"], count)
         at_128 = evaluate(result.estimator, held_out["seed"], count, size=128)
         print(f"  trained {result.steps} steps in {result.seconds:.0f} s ({result.seconds / result.steps:.2f} s/step)")
@@ -188,7 +238,7 @@ def main() -> int:
                 "heldout": json.dumps({"count": count, "pck@0.1": round(at_work.pck, 4),
                                        "oks": round(at_work.oks, 4), "pck@0.1_128px": round(at_128.pck, 4)}),
                 "command": "python -m humansd_core.embedded.recipe.estimators " + " ".join(sys.argv[1:])}
-        result.estimator.save(path, meta)
+        result.estimator.save(path, meta, half=args.half)
         recorded = " (SHA256SUMS updated)" if record_if_shipped(path) else ""
         print(f"  wrote {path} ({path.stat().st_size / 1e6:.2f} MB){recorded}", flush=True)
     return 0
