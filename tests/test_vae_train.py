@@ -7,12 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from humansd_core.errors import HumanSDError
 from humansd_core.models.checkpoint import build_models
 from humansd_core.models.configs import ModelConfig, UNetConfig, VAEConfig, tiny_config
+from humansd_core.models.vae import AutoencoderKL
 from humansd_core.training.run_models import load_vae
-from humansd_core.embedded.recipe.vae import VAE_METADATA_KEY, VAETrainOptions, _batch, draw_pool, train_vae
+from humansd_core.embedded.recipe.vae import (
+    VAE_METADATA_KEY,
+    VAETrainOptions,
+    _batch,
+    draw_pool,
+    train_vae,
+    vae_loss,
+)
 
 VAE = VAEConfig(ch=32, ch_mult=(1, 1), num_res_blocks=1)  # factor 2: 32 px scenes, 16 px crops
 
@@ -54,8 +63,44 @@ def test_batches_weight_the_people_and_keep_skeletons_unflipped() -> None:
     assert torch.equal(drawn, weight[:4] == 4.0)  # a skeleton crop is weighted exactly where it is drawn
 
 
+def test_edge_loss_adds_the_error_of_the_pixel_differences() -> None:
+    torch.manual_seed(0)
+    vae = AutoencoderKL(VAE)
+    x, weight = torch.rand(2, 3, 16, 16) * 2 - 1, torch.ones(2, 1, 16, 16)
+    noise = torch.randn(2, VAE.embed_dim, 8, 8)
+    with torch.no_grad():
+        plain, l1 = vae_loss(vae, x, weight, 1e-5, noise)
+        edged, l1_edged = vae_loss(vae, x, weight, 1e-5, noise, edge_weight=0.5)
+    assert l1 == l1_edged and float(edged) > float(plain)
+
+
 def test_bad_options_are_refused() -> None:
     with pytest.raises(HumanSDError, match="crop"):
         options(crop=15)
     with pytest.raises(HumanSDError, match="skeleton_fraction"):
         options(skeleton_fraction=1.5)
+    with pytest.raises(HumanSDError, match="edge_weight"):
+        options(edge_weight=-0.1)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    opts = options(steps=4, edge_weight=0.5)
+    whole = train_vae(opts, tmp_path / "whole.safetensors")
+
+    class Stop(Exception):
+        pass
+
+    def stop(_vae: object, step: int) -> None:
+        raise Stop(step)
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(Stop):
+        train_vae(opts, tmp_path / "cut.safetensors", checkpoint=state, checkpoint_every=2, validate=stop,
+                  validate_every=2)
+    assert torch.load(state, weights_only=True)["step"] == 2
+    resumed = train_vae(opts, tmp_path / "resumed.safetensors", checkpoint=state, checkpoint_every=2)
+    assert resumed.losses == whole.losses and len(resumed.losses) == 4
+    a, b = (load_file(str(tmp_path / name)) for name in ("whole.safetensors", "resumed.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(HumanSDError, match="other options"):
+        train_vae(options(steps=5), tmp_path / "other.safetensors", checkpoint=state)

@@ -10,8 +10,16 @@ Recipe: a fixed pool of scenes is drawn once; each step takes random square crop
 (the network is convolutional, so crops smaller than the image cost less and teach
 the same local code), flips some, and minimises ``L1(x, decode(z)) + kl_weight · KL``
 with ``z`` a sample of the posterior (KL-regularised as LDM's ``AutoencoderKL``; the
-KL term is averaged over latent elements, the L1 over pixels). AdamW with a linear
-warm-up and a cosine decay to ``min_lr_ratio`` (:func:`~humansd_core.training.lr_schedule.lr_factor`).
+KL term is averaged over latent elements, the L1 over pixels), plus, with
+``edge_weight > 0``, the same weighted L1 between the horizontal and vertical pixel
+differences of the reconstruction and of the target (thin limbs and outlines are where
+an L1-trained autoencoder blurs first). AdamW with a linear warm-up and a cosine decay
+to ``min_lr_ratio`` (:func:`~humansd_core.training.lr_schedule.lr_factor`).
+
+With a ``checkpoint`` path the run saves its whole state (weights, optimiser,
+schedule, generator, step, losses) there every ``checkpoint_every`` steps, atomically,
+and resumes from it: a resumed run computes what an uninterrupted one computes (the
+pool is redrawn from its seed).
 
 The result is a safetensors file with the LDM keys ``first_stage_model.*`` (what
 ``humansd train --vae FILE`` reads), the :class:`VAEConfig` JSON under
@@ -19,8 +27,8 @@ The result is a safetensors file with the LDM keys ``first_stage_model.*`` (what
 means of held-out scenes, as SD chose 0.18215) under ``"scale_factor"``.
 
 The embedded model's options are ``presets/embedded_vae.toml`` (:func:`preset_options`);
-``python -m humansd_core.embedded.recipe.vae --out FILE`` trains it alone (the whole
-recipe, :mod:`.humansd`, trains it in-process).
+``python -m humansd_core.embedded.recipe.vae --out FILE [--checkpoint STATE]`` trains it
+alone (the whole recipe, :mod:`.humansd`, trains it in-process).
 """
 from __future__ import annotations
 
@@ -62,7 +70,7 @@ class VAETrainOptions:
     once and reused; ``body_weight``: extra L1 weight on the people (pixels their
     skeleton image covers); ``skeleton_fraction``: share of each batch that are skeleton
     images; ``eval_count``: held-out scenes (seed ``seed + 1``) for the metrics and
-    the scale factor.
+    the scale factor; ``edge_weight``: weight of the L1 of the pixel differences (0: none).
     """
 
     vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
@@ -81,6 +89,7 @@ class VAETrainOptions:
     seed: int = 0
     eval_count: int = 64
     log_every: int = 50
+    edge_weight: float = 0.0
 
     def __post_init__(self) -> None:
         factor = self.vae.downsample_factor
@@ -89,6 +98,8 @@ class VAETrainOptions:
                                f"of the VAE factor {factor}, with crop <= image_size")
         if self.steps < 1 or self.batch_size < 1 or self.pool < 1 or self.eval_count < 1:
             raise HumanSDError("VAE training: steps, batch_size, pool and eval_count must be at least 1")
+        if self.edge_weight < 0:
+            raise HumanSDError(f"VAE training: edge_weight must not be negative, got {self.edge_weight}")
         if not 0.0 <= self.skeleton_fraction <= 1.0:
             raise HumanSDError(f"VAE training: skeleton_fraction must lie in [0, 1], got {self.skeleton_fraction}")
 
@@ -98,7 +109,8 @@ class VAETrainResult:
     """What :func:`train_vae` returns: the file, the scale factor and held-out metrics.
 
     ``psnr_scenes`` / ``psnr_skeletons``: reconstruction PSNR (dB, images in [0, 1])
-    through the posterior mean on full-size held-out images; ``seconds``: training time.
+    through the posterior mean on full-size held-out images; ``seconds``: training time (of this
+    process, when it resumed a run).
     """
 
     path: Path
@@ -139,15 +151,28 @@ def _batch(pool: tuple[torch.Tensor, torch.Tensor], opts: VAETrainOptions,
     return torch.stack(crops).float() / 127.5 - 1.0, torch.stack(weights)
 
 
+def _differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal ``[B,C,H,W-1]`` and vertical ``[B,C,H-1,W]`` neighbour differences of ``x [B,C,H,W]``."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
 def vae_loss(vae: AutoencoderKL, x: torch.Tensor, weight: torch.Tensor, kl_weight: float,
-             noise: torch.Tensor) -> tuple[torch.Tensor, float]:
+             noise: torch.Tensor, edge_weight: float = 0.0) -> tuple[torch.Tensor, float]:
     """``(loss, l1)`` for images ``x [B,3,H,W]`` in ``[-1,1]``: the ``weight``-ed mean L1 (weights
-    ``[B,1,H,W]``) of the reconstruction through a posterior sample (``noise`` ``[B,4,h,w]``) plus
-    ``kl_weight`` × the mean KL to N(0, 1) per latent element; ``l1`` is the plain mean L1."""
+    ``[B,1,H,W]``) of the reconstruction through a posterior sample (``noise`` ``[B,4,h,w]``), plus
+    ``edge_weight`` × the weighted L1 of its neighbour differences against the target's (a pixel pair
+    weighs as its heavier pixel), plus ``kl_weight`` × the mean KL to N(0, 1) per latent element;
+    ``l1`` is the plain mean L1."""
     mean, logvar = vae.encode_dist(x)
     z = mean + torch.exp(0.5 * logvar) * noise
-    error = (vae.decode(z) - x).abs()
+    y = vae.decode(z)
+    error = (y - x).abs()
     weighted = (error * weight).mean() / weight.mean()
+    if edge_weight > 0:
+        pairs = (torch.maximum(weight[..., :, 1:], weight[..., :, :-1]),
+                 torch.maximum(weight[..., 1:, :], weight[..., :-1, :]))
+        for dy, dx, pair in zip(_differences(y), _differences(x), pairs):
+            weighted = weighted + edge_weight * ((dy - dx).abs() * pair).mean() / pair.mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
     return weighted + kl_weight * kl, float(error.detach().mean())
 
@@ -178,12 +203,29 @@ def save_vae(vae: AutoencoderKL, path: str | Path, scale_factor: float, extra: d
     atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
+def _save_state(path: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, g: torch.Generator, step: int,
+                losses: list[float], identity: str) -> None:
+    """Write a resume state of :func:`train_vae` after ``step`` steps to ``path`` (``identity``: its options)."""
+    state = {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "generator": g.get_state(), "step": step, "losses": torch.tensor(losses, dtype=torch.float64),
+             "identity": identity}
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+
+
 def train_vae(opts: VAETrainOptions, out: str | Path,
-              progress: Callable[[int, float], None] | None = None) -> VAETrainResult:
+              progress: Callable[[int, float], None] | None = None, checkpoint: str | Path | None = None,
+              checkpoint_every: int = 500, validate: Callable[[AutoencoderKL, int], None] | None = None,
+              validate_every: int = 0) -> VAETrainResult:
     """Train a VAE from scratch (seeded) and write it to ``out`` (see the module docstring).
 
-    ``progress(step, l1)`` is called every ``log_every`` steps.
+    ``progress(step, l1)`` is called every ``log_every`` steps. ``checkpoint``: the resume
+    file (saved every ``checkpoint_every`` steps; a run resumes from it when it exists
+    and was written by a run of the same options, ``log_every`` aside). ``validate(vae,
+    step)`` is called every ``validate_every`` steps (0: never) with the VAE in eval mode.
     """
+    if checkpoint_every < 1:
+        raise HumanSDError(f"VAE training: checkpoint_every must be at least 1, got {checkpoint_every}")
     torch.manual_seed(opts.seed)
     vae = AutoencoderKL(opts.vae)
     began = time.perf_counter()
@@ -196,11 +238,24 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     g = torch.Generator().manual_seed(opts.seed)
     latent = opts.crop // opts.vae.downsample_factor
     losses: list[float] = []
+    start = 0
+    identity = json.dumps({k: v for k, v in dataclasses.asdict(opts).items() if k != "log_every"}, sort_keys=True)
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        state = torch.load(path, weights_only=True)
+        if state["identity"] != identity:
+            raise HumanSDError(f"{path}: a checkpoint of a VAE run with other options; remove it or change the path")
+        vae.load_state_dict(state["vae"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        g.set_state(state["generator"])
+        start, losses = int(state["step"]), state["losses"].tolist()
+        logger.info("resumed VAE training from %s at step %d", path, start)
     vae.train()
-    for step in range(opts.steps):
+    for step in range(start, opts.steps):
         x, weight = _batch(pool, opts, g)
         noise = torch.randn(opts.batch_size, opts.vae.embed_dim, latent, latent, generator=g)
-        loss, l1 = vae_loss(vae, x, weight, opts.kl_weight, noise)
+        loss, l1 = vae_loss(vae, x, weight, opts.kl_weight, noise, opts.edge_weight)
         if not math.isfinite(l1):
             raise HumanSDError(f"VAE training diverged at step {step} (loss {float(loss)}); try a lower lr")
         optimizer.zero_grad(set_to_none=True)
@@ -209,8 +264,15 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
         optimizer.step()
         scheduler.step()
         losses.append(l1)
-        if progress is not None and ((step + 1) % opts.log_every == 0 or step + 1 == opts.steps):
-            progress(step + 1, float(np.mean(losses[-opts.log_every:])))
+        done = step + 1
+        if progress is not None and (done % opts.log_every == 0 or done == opts.steps):
+            progress(done, float(np.mean(losses[-opts.log_every:])))
+        if path is not None and (done % checkpoint_every == 0 or done == opts.steps):
+            _save_state(path, vae, optimizer, scheduler, g, done, losses, identity)
+        if validate is not None and validate_every and (done % validate_every == 0 or done == opts.steps):
+            vae.eval()
+            validate(vae, done)
+            vae.train()
     seconds = time.perf_counter() - began
     vae.eval()
     scale = latent_scale_factor(vae, held_out[0])
@@ -236,11 +298,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the VAE file to write (safetensors)")
     parser.add_argument("--smoke", action="store_true", help="a few steps, to check the step runs")
+    parser.add_argument("--checkpoint", default=None,
+                        help="resume state: saved every 500 steps, resumed from when it exists (default: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     result = train_vae(preset_options(args.smoke), args.out,
-                       progress=lambda step, l1: logger.info("vae step %d L1 %.4f", step, l1))
+                       progress=lambda step, l1: logger.info("vae step %d L1 %.4f", step, l1),
+                       checkpoint=args.checkpoint)
     print(f"{result.path}: scale factor {result.scale_factor}, PSNR scenes {result.psnr_scenes:.2f} dB, "
           f"skeletons {result.psnr_skeletons:.2f} dB, {result.seconds:.0f} s")
     return 0
