@@ -13,7 +13,7 @@ Then gradient clipping, AdamW, the LR schedule (:func:`~.lr_schedule.lr_factor`:
 warmup, then cosine or constant), EMA; every ``save_every`` steps an atomic resume checkpoint (the last
 ``keep_last`` kept), every ``sample_every`` steps a sample grid, every ``log_every``
 steps a line of the loss log; with the heatmap loss the line also holds the mask coverage
-per timestep bin since the previous line or checkpoint (``coverage_by_t``, ``count_by_t``:
+per timestep bin of the main process's samples since the previous line or checkpoint (``coverage_by_t``, ``count_by_t``:
 ten bins of 100 timesteps, ``None`` for an empty bin; restarting the bins at checkpoints too
 keeps a resumed run's log equal to an uninterrupted one's). A non-finite loss stops the run (:class:`TrainingDiverged`)
 before anything is written. At the end: the LoRA (``lora.safetensors``) or the full
