@@ -64,7 +64,7 @@ def vote_colour(pixels: np.ndarray) -> str:
     return _PALETTE_NAMES[int(np.bincount(names, minlength=len(_PALETTE_NAMES)).argmax())]
 
 
-def _as_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+def _as_rgb255(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """``[3,H,W]`` float in ``[0,1]`` (torch) or ``[H,W,3]`` uint8 → ``[H,W,3]`` float64 in 0..255."""
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
@@ -78,7 +78,7 @@ def _as_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def background_colour(image: torch.Tensor | np.ndarray, border: int = BORDER) -> str:
     """The palette name nearest to the median colour of the image's border frame."""
-    pixels = _as_uint8(image)
+    pixels = _as_rgb255(image)
     frame = np.concatenate([pixels[:border].reshape(-1, 3), pixels[-border:].reshape(-1, 3),
                             pixels[border:-border, :border].reshape(-1, 3),
                             pixels[border:-border, -border:].reshape(-1, 3)])
@@ -93,7 +93,7 @@ def match_people(pose: PoseSet) -> list[int]:
 def shirt_colours(image: torch.Tensor | np.ndarray, pose: PoseSet) -> list[str | None]:
     """Per person of ``pose`` (left to right, see :func:`match_people`): the torso's colour name, or None
     when the torso covers fewer than :data:`MIN_TORSO_PIXELS` pixels. ``pose`` must be on the image's canvas."""
-    pixels = _as_uint8(image)
+    pixels = _as_rgb255(image)
     height, width = pixels.shape[:2]
     if (pose.canvas_width, pose.canvas_height) != (width, height):
         raise HumanSDError(f"shirt colours: pose canvas {pose.canvas_width}x{pose.canvas_height} is not the "

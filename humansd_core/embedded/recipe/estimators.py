@@ -46,8 +46,6 @@ import torch
 import torch.nn.functional as F
 
 from ...assets import ESTIMATOR_NAMES, WEIGHTS_DIR, record_if_shipped
-from ...errors import HumanSDError
-from ...fileio import atomic_path
 from ...pose.heatmaps import gaussian_heatmaps
 from ...pose.keypoints import PoseSet
 from ...pose.mannequin_estimator import EstimatorConfig, TinyHeatmapEstimator, build_network
@@ -55,6 +53,7 @@ from ...synthetic import generate_scene, scene_rng
 from ...training.lr_schedule import lr_factor
 from ..evaluation import Accuracy, pose_accuracy
 from .presets import read_preset
+from .resume_state import load_state, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +116,6 @@ def evaluate(estimator: TinyHeatmapEstimator, seed: int, count: int, size: int |
     return pose_accuracy(estimator, images, poses)
 
 
-def _save_state(path: Path, network: torch.nn.Module, optimiser: torch.optim.Optimizer, generator: torch.Generator,
-                step: int, elapsed: float, loss_avg: float, identity: dict[str, object]) -> None:
-    """Write a resume state of :func:`train_estimator` after ``step`` steps (``elapsed`` seconds) to ``path``."""
-    state = {"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-             "step": step, "elapsed": elapsed, "loss_avg": loss_avg, "identity": identity}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_size: int = 32, lr: float = 3e-3,
                     time_limit: float | None = None, workers: int = 1, eval_count: int = 0,
                     log: Callable[[str], None] = logger.info, checkpoint: str | Path | None = None,
@@ -148,10 +138,8 @@ def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_siz
     identity = {"config": asdict(config), "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr}
     step, elapsed_before, loss_avg = 0, 0.0, math.nan
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.is_file():
-        state = torch.load(path, weights_only=True)
-        if state["identity"] != identity:
-            raise HumanSDError(f"{path}: a checkpoint of another run ({state['identity']}), not of {identity}")
+    state = load_state(path, identity, "the estimator trainer")
+    if state is not None:
         network.load_state_dict(state["network"])
         optimiser.load_state_dict(state["optimiser"])
         generator.set_state(state["generator"])
@@ -185,7 +173,9 @@ def train_estimator(config: EstimatorConfig, *, seed: int, steps: int, batch_siz
         if step % 50 == 0 or step == steps:
             log(f"step {step}/{steps} loss {loss_avg:.3f} lr {lr * factor:.2e} ({elapsed:.0f} s)")
         if path is not None and (step % checkpoint_every == 0 or step == steps):
-            _save_state(path, network, optimiser, generator, step, time.perf_counter() - start, loss_avg, identity)
+            save_state(path, {"network": network.state_dict(), "optimiser": optimiser.state_dict(),
+                              "generator": generator.get_state(), "step": step,
+                              "elapsed": time.perf_counter() - start, "loss_avg": loss_avg}, identity)
         if validate is not None and validate_every and (step % validate_every == 0 or step == steps):
             validate(TinyHeatmapEstimator(network, config), step)  # the estimator puts the network in eval mode
             network.train()

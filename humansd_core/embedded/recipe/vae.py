@@ -55,6 +55,7 @@ from ...pose.render import render_skeleton
 from ...synthetic import sample_scene, scene_rng
 from ...training.lr_schedule import lr_factor
 from .presets import model_config, read_preset
+from .resume_state import load_state, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -203,16 +204,6 @@ def save_vae(vae: AutoencoderKL, path: str | Path, scale_factor: float, extra: d
     atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
-def _save_state(path: Path, vae: AutoencoderKL, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, g: torch.Generator, step: int,
-                losses: list[float], identity: str) -> None:
-    """Write a resume state of :func:`train_vae` after ``step`` steps to ``path`` (``identity``: its options)."""
-    state = {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "generator": g.get_state(), "step": step, "losses": torch.tensor(losses, dtype=torch.float64),
-             "identity": identity}
-    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
-
-
 def train_vae(opts: VAETrainOptions, out: str | Path,
               progress: Callable[[int, float], None] | None = None, checkpoint: str | Path | None = None,
               checkpoint_every: int = 500, validate: Callable[[AutoencoderKL, int], None] | None = None,
@@ -241,10 +232,8 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     start = 0
     identity = json.dumps({k: v for k, v in dataclasses.asdict(opts).items() if k != "log_every"}, sort_keys=True)
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.is_file():
-        state = torch.load(path, weights_only=True)
-        if state["identity"] != identity:
-            raise HumanSDError(f"{path}: a checkpoint of a VAE run with other options; remove it or change the path")
+    state = load_state(path, identity, "the VAE trainer")
+    if state is not None:
         vae.load_state_dict(state["vae"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -268,7 +257,9 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
         if progress is not None and (done % opts.log_every == 0 or done == opts.steps):
             progress(done, float(np.mean(losses[-opts.log_every:])))
         if path is not None and (done % checkpoint_every == 0 or done == opts.steps):
-            _save_state(path, vae, optimizer, scheduler, g, done, losses, identity)
+            save_state(path, {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "generator": g.get_state(), "step": done,
+                              "losses": torch.tensor(losses, dtype=torch.float64)}, identity)
         if validate is not None and validate_every and (done % validate_every == 0 or done == opts.steps):
             vae.eval()
             validate(vae, done)
