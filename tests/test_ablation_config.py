@@ -1,9 +1,11 @@
-"""The recipe's ablation (``humansd_core.embedded.recipe.ablation``): its arms differ only in the loss,
-its Fréchet distance is right, its runs resume and count their seconds across processes, and the
-per-timestep mask coverage is pooled over the run."""
+"""The recipe's ablation (``humansd_core.embedded.recipe.ablation``): its arms differ only in the loss
+(and the offset noise they name), its Fréchet distance is right, its runs resume and count their seconds
+across processes, finished runs get the scores added since, and the per-timestep mask coverage is pooled
+over the run."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,79 @@ def test_table_pairs_runs_by_seed() -> None:
     assert "heatmap-full − plain, paired by seed: PCK@0.1 0.100 ± 0.000 (per seed +0.100, +0.100)" in text
     assert "FD 0.00 ± 1.41" in text
 
+
+
+def test_an_offset_arm_differs_from_its_base_only_in_the_offset_noise(tmp_path: Path) -> None:
+    base = ablation.arm_config(tmp_path, "heatmap-distilled", 1, 300).to_dict()
+    offset = ablation.arm_config(tmp_path, "heatmap-distilled+offset0.3", 1, 300).to_dict()
+    assert _differences(base, offset) == {("optim", "noise_offset"), ("output", "output")}
+    assert (base["optim"]["noise_offset"], offset["optim"]["noise_offset"]) == (0.0, 0.3)
+    assert ablation.arm_options("plain+offset0.1") == {"loss": "plain", "noise_offset": 0.1}
+    assert ablation.parse_arm("plain+offset0.3@460", 200) == ("plain+offset0.3", 460)
+    for bad in ("plain+offset", "plain+offsetx", "plain+offset0", "plain+offset1.5", "mse+offset0.3"):
+        with pytest.raises(HumanSDError, match=r"arm '.*\+offset"):
+            ablation.arm_options(bad)
+
+
+def test_table_shows_adherence_where_runs_have_it_and_pairs_it() -> None:
+    def run(arm: str, seed: int, background: float | None) -> dict:
+        scored = {} if background is None else {"background_adherence": background, "shirt_adherence": 0.5,
+                                                "background_chance": 0.1, "shirt_chance": 0.2}
+        return {"arm": arm, "seed": seed, "steps": 10, "pck": 0.5, "oks": 0.5, "scene_pck": 0.5, "fd": 1.0,
+                "baseline_pck": 0.05, "train_wall_s": 1.0, "train_cpu_s": 1.0, **scored}
+
+    runs = [run("plain", 0, None), run("plain+offset0.3", 0, None),
+            run("plain", 1, 0.2), run("plain+offset0.3", 1, 0.7)]
+    floors = {"fd_other_real_scenes": 1.0, "fd_vae_reconstructions": 2.0, "shipped_pck": 0.7, "shipped_oks": 0.6,
+              "shipped_scene_pck": 0.5, "shipped_fd": 3.0, "shipped_background_adherence": 0.25,
+              "shipped_shirt_adherence": 0.125}
+    text = ablation.table(runs, ["plain", "plain+offset0.3"], floors)
+    assert "| 1.00 ± 0.00 | 0.200 (1 of 2) | 0.500 (1 of 2) | — |" in text  # the plain row: FD, adherence, no mask
+    assert "prompt adherence background 0.250 shirt 0.125" in text
+    assert "background adherence 0.500 (1 seeds); shirt adherence 0.000 (1 seeds);" in text
+    unscored = ablation.table(runs[:2], ["plain", "plain+offset0.3"], floors)
+    assert "| 1.00 | — | — | — |" in unscored and "adherence 0" not in unscored
+
+
+class _Scorer:
+    """The evaluator's interface (a model path → its scores), counting its calls."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores, self.calls = scores, 0
+
+    def __call__(self, model: Path) -> dict[str, float]:
+        assert model.is_file()
+        self.calls += 1
+        return dict(self.scores)
+
+
+def test_a_finished_run_scored_before_a_score_existed_gets_it_from_its_model(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    config = ablation.arm_config(tmp_path, "plain", 0, 10)
+    run_dir = Path(config.output.output)
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.safetensors").write_bytes(b"weights")
+    old = {"arm": "plain", "seed": 0, "steps": 10, "model": str(run_dir / "model.safetensors"), "pck": 0.5,
+           "oks": 0.4, "baseline_pck": 0.05, "scene_pck": 0.3, "fd": 2.0, "train_cpu_s": 9.0}
+    (run_dir / "result.json").write_text(json.dumps(old))
+    new = {key: 0.25 for key in ablation.SCORES}
+    scorer = _Scorer({**new, "pck": 0.5, "oks": 0.375})
+    clock = ablation.Clock()
+    with caplog.at_level(logging.WARNING):
+        run = ablation._run(tmp_path, "plain", "plain", 0, 10, 200, scorer, clock, wait=True)
+    assert scorer.calls == 1 and run["background_adherence"] == 0.25 and run["shirt_chance"] == 0.25
+    assert (run["pck"], run["oks"], run["train_cpu_s"]) == (0.5, 0.4, 9.0)  # recorded scores are kept
+    assert "oks" in caplog.text and "pck" not in caplog.text.split("differ")[1].split(":")[0]
+    assert json.loads((run_dir / "result.json").read_text())["background_adherence"] == 0.25
+    assert ablation._run(tmp_path, "plain", "plain", 0, 10, 200, scorer, clock, wait=True) == run
+    assert scorer.calls == 1  # scored once
+    # Without its model (or in a report), a run is reported as recorded.
+    (run_dir / "result.json").write_text(json.dumps(old))
+    (run_dir / "model.safetensors").unlink()
+    assert ablation._run(tmp_path, "plain", "plain", 0, 10, 200, scorer, clock, wait=True) == old
+    (run_dir / "model.safetensors").write_bytes(b"weights")
+    assert ablation._run(tmp_path, "plain", "plain", 0, 10, 200, None, clock, wait=True) == old
+    assert scorer.calls == 1
 
 @pytest.mark.parametrize("n", [200, 12])  # full-rank covariances, and fewer samples than dimensions
 def test_frechet_distance_matches_the_closed_form_of_a_scaled_copy(n: int) -> None:

@@ -7,14 +7,16 @@ recipe's 3000 synthetic scenes (``presets/embedded_data.toml``), with the *shipp
 model's VAE frozen; the latents are cached once and shared by all runs. The recipe's
 schedule (warmup, cosine, EMA horizon) is compressed to the shorter run. Within a
 seed every arm starts from the same weights and sees the same batches, timesteps
-and noise: the arms differ only in the ``[loss]`` options (:func:`arm_options`):
+and noise: the arms differ only in the ``[loss]`` options and the offset noise (:func:`arm_options`):
 
 * ``plain``: MSE;
 * ``heatmap-<decoder>``: the heatmap-guided loss in the paper's form (weight
   ``1 + 0.1 · mask``, threshold 0.05, the bundled mannequin "loss" estimator at
   64 px) with the noise difference decoded by ``<decoder>`` (any choice of the
   trainer's ``heatmap_decoder`` option: ``full`` is the paper's VAE decode,
-  ``linear`` the shipped recipe's, ``reduced``).
+  ``linear`` the shipped recipe's, ``reduced``, ``distilled`` the trainer's default);
+* either with ``+offset<x>``: offset noise of scale ``x`` (``[optim] noise_offset``; its
+  draws come after the others, so the batches, timesteps and noise stay paired).
 
 Each trained model is scored by the *judge* estimator (not the one in the loss):
 
@@ -25,7 +27,10 @@ Each trained model is scored by the *judge* estimator (not the one in the loss):
   features (the U-Net's 1/16 stage, 64 channels, averaged over space) of those
   generated images and of the real synthetic scenes they were sampled from (same
   poses, same captions). Two floors put it on a scale: real scenes of other poses
-  (finite-sample noise) and the real scenes through the frozen VAE.
+  (finite-sample noise) and the real scenes through the frozen VAE;
+* prompt adherence on the demo's evaluation set (each prompt names a plain background
+  colour and the shirts' colours): the fractions read back as named
+  (:func:`humansd_core.embedded.evaluation.score_adherence`), with the chance level.
 
 Prints per-run lines and a markdown table (mean ± std over seeds), the paired
 differences of every later arm against the first, the heatmap arms' mask coverage per
@@ -42,7 +47,7 @@ floors, ``WORK/floors.json``, are computed once). ``--report`` trains nothing an
 reports the finished runs.
 
 Usage: ``python -m humansd_core.embedded.recipe.ablation --work out/ablation [--steps 2400]
-[--seeds 0 1 2] [--arms plain heatmap-distilled heatmap-full plain@460] [--report]``.
+[--seeds 0 1 2] [--arms plain heatmap-distilled heatmap-full plain@460 heatmap-distilled+offset0.3] [--report]``.
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import logging
 import subprocess
 import time
 from collections.abc import Iterator
@@ -64,7 +70,7 @@ from ...models.checkpoint_read import read_metadata
 from ...models.configs import CONFIG_METADATA_KEY
 from ...synthetic import generate_scene, scene_rng
 from ...training.config import CHOICES, TrainConfig
-from ..evaluation import evaluation_set, generate_images, score_poses
+from ..evaluation import evaluation_set, generate_images, score_adherence, score_poses
 from ..model import CFG, EVAL_SEED, MAX_PEOPLE, SIZE, STEPS, embedded_model_path
 from .clock import Clock, cpu_seconds
 from .presets import read_preset, recipe_config, synth_command
@@ -72,21 +78,36 @@ from .presets import read_preset, recipe_config, synth_command
 HEATMAP = {"loss": "heatmap", "heatmap_mode": "paper", "heatmap_weight": 0.1, "heatmap_threshold": 0.05,
            "estimator": "tiny", "estimator_scale": 0.5}  # the paper's form, the recipe's estimator
 FLOOR_SEED = EVAL_SEED + 1  # real scenes of other poses: the FD's finite-sample floor
+LOG = logging.getLogger(__name__)
+SCORES = ("pck", "oks", "baseline_pck", "scene_pck", "fd", "background_adherence", "shirt_adherence",
+          "background_chance", "shirt_chance")  # what Evaluator gives a model
 
 
 def arm_options(arm: str) -> dict[str, object]:
-    """The ``[loss]`` options of an arm: ``plain`` or ``heatmap-<decoder>`` (a ``heatmap_decoder`` choice)."""
-    if arm == "plain":
-        return {"loss": "plain"}
-    decoder = arm.removeprefix("heatmap-")
-    if arm.startswith("heatmap-") and decoder in CHOICES["heatmap_decoder"]:
-        return {**HEATMAP, "heatmap_decoder": decoder}
+    """The options of an arm: ``plain`` or ``heatmap-<decoder>`` (a ``heatmap_decoder`` choice) sets the ``[loss]``
+    options; a ``+offset<x>`` suffix adds offset noise of scale ``x`` (``[optim] noise_offset``, e.g.
+    ``plain+offset0.3``), the lever for text control of an image's mean colour."""
+    base, plus, offset = arm.partition("+offset")
+    extra: dict[str, object] = {}
+    if plus:
+        try:
+            extra["noise_offset"] = float(offset)
+        except ValueError:
+            raise HumanSDError(f"arm {arm!r}: expected a number after '+offset', e.g. 'plain+offset0.3'") from None
+        if not 0.0 < extra["noise_offset"] <= 1.0:
+            raise HumanSDError(f"arm {arm!r}: the offset noise scale must be in (0, 1]")
+    if base == "plain":
+        return {"loss": "plain", **extra}
+    decoder = base.removeprefix("heatmap-")
+    if base.startswith("heatmap-") and decoder in CHOICES["heatmap_decoder"]:
+        return {**HEATMAP, "heatmap_decoder": decoder, **extra}
     raise HumanSDError(f"arm {arm!r}: expected 'plain' or 'heatmap-<decoder>' with decoder one of "
-                       f"{list(CHOICES['heatmap_decoder'])}")
+                       f"{list(CHOICES['heatmap_decoder'])}, optionally followed by '+offset<x>'")
 
 
 def parse_arm(spec: str, steps: int) -> tuple[str, int]:
-    """``"arm"`` → ``(arm, steps)``; ``"arm@N"`` → ``(arm, N)`` (an arm with its own budget, e.g. equal time)."""
+    """``"arm"`` → ``(arm, steps)``; ``"arm@N"`` → ``(arm, N)`` (an arm with its own budget, e.g. equal time);
+    ``arm`` is checked by :func:`arm_options`."""
     arm, at, own = spec.partition("@")
     if at and not (own.isdigit() and int(own) > 0):
         raise HumanSDError(f"arm {spec!r}: the steps after '@' must be a positive whole number")
@@ -108,8 +129,8 @@ def arm_config(work: Path, arm: str, seed: int, steps: int, save_every: int = 40
     Paths: ``WORK/data`` (scenes), ``WORK/model_config.json`` (the shipped model's
     architecture), the shipped model's VAE, the shared latent cache ``WORK/cache``, the
     run folder ``WORK/runs/<run_name>``, resumed from its latest checkpoint (one kept,
-    every ``save_every`` steps). Only the ``[loss]`` options and the run folder differ
-    between arms of one seed.
+    every ``save_every`` steps). Only the arm's options (:func:`arm_options`) and the run
+    folder differ between arms of one seed.
     """
     config = recipe_config(work)
     shrink = config.optim.steps / steps  # the recipe's schedule, compressed: warmup and EMA horizon scale too
@@ -256,7 +277,7 @@ class Evaluator:
         shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``.
         Computed once per work folder and kept in ``path`` (the FD count and DDIM steps are part of it)."""
         with locked(path.with_suffix(".lock")):
-            key = {"fd_count": self.fd_count, "eval_steps": self.steps}
+            key = {"fd_count": self.fd_count, "eval_steps": self.steps, "scores": list(SCORES)}
             kept = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
             if kept.get("settings") != key:
                 kept = {"settings": key, "floors": self._floors()}
@@ -278,12 +299,15 @@ class Evaluator:
         from ...pipeline import HumanSDPipeline
 
         pipe = HumanSDPipeline.from_checkpoint(model)
-        demo = score_poses(generate_images(pipe, self.demo_items, self.steps),
-                           [pose for pose, _ in self.demo_items], self.features.judge)
+        demo_images = generate_images(pipe, self.demo_items, self.steps)
+        demo = score_poses(demo_images, [pose for pose, _ in self.demo_items], self.features.judge)
+        adherence = score_adherence(demo_images, self.demo_items)
         images = generate_images(pipe, self.fd_items, self.steps)
         scenes = score_poses(images, [pose for pose, _ in self.fd_items], self.features.judge)
         return {"pck": demo.pck, "oks": demo.oks, "baseline_pck": demo.baseline_pck, "scene_pck": scenes.pck,
-                "fd": frechet_distance(self.features(images), self.real_features)}
+                "fd": frechet_distance(self.features(images), self.real_features),
+                "background_adherence": adherence.background, "shirt_adherence": adherence.shirt,
+                "background_chance": adherence.background_chance, "shirt_chance": adherence.shirt_chance}
 
 
 def _mean_std(values: list[float], digits: int) -> str:
@@ -293,18 +317,27 @@ def _mean_std(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def _scored(runs: list[dict], key: str, digits: int) -> str:
+    """``_mean_std`` of ``key`` over the runs that have it (runs scored before it existed lack it): "—" for
+    none, and ``(n of m)`` after it when only some have it."""
+    values = [r[key] for r in runs if key in r]
+    if not values:
+        return "—"
+    return _mean_std(values, digits) + ("" if len(values) == len(runs) else f" ({len(values)} of {len(runs)})")
+
+
 def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
     """The markdown table (mean ± sample std over seeds) and the paired-difference lines."""
     head = ("| arm | steps | seeds | PCK@0.1 (demo set) | OKS (demo set) | PCK@0.1 (scene captions) "
-            "| FD judge features ↓ | mask coverage | train CPU s | CPU s / step | train wall s |\n"
-            + "|---" * 11 + "|")
+            "| FD judge features ↓ | background adherence (demo set) | shirt adherence (demo set) "
+            "| mask coverage | train CPU s | CPU s / step | train wall s |\n" + "|---" * 13 + "|")
     rows = [head]
     for arm in arms:
         mine = [r for r in runs if r["arm"] == arm]
-        cov = _mean_std([r["coverage"] for r in mine], 3) if "coverage" in mine[0] else "—"
         rows.append(f"| {arm} | {mine[0]['steps']} | {len(mine)} | {_mean_std([r['pck'] for r in mine], 3)} "
                     f"| {_mean_std([r['oks'] for r in mine], 3)} | {_mean_std([r['scene_pck'] for r in mine], 3)} "
-                    f"| {_mean_std([r['fd'] for r in mine], 2)} | {cov} "
+                    f"| {_mean_std([r['fd'] for r in mine], 2)} | {_scored(mine, 'background_adherence', 3)} "
+                    f"| {_scored(mine, 'shirt_adherence', 3)} | {_scored(mine, 'coverage', 3)} "
                     f"| {_mean_std([r['train_cpu_s'] for r in mine], 0)} "
                     f"| {_mean_std([r['train_cpu_s'] / r['steps'] for r in mine], 2)} "
                     f"| {_mean_std([r['train_wall_s'] for r in mine], 0)} |")
@@ -312,7 +345,11 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                 f"through the frozen VAE {floors['fd_vae_reconstructions']:.2f}. Random-pose baseline PCK@0.1 "
                 f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model "
                 f"(2400 steps, heatmap-linear): PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
-                f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}.")
+                f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}"
+                + (f", prompt adherence background {floors['shipped_background_adherence']:.3f} shirt "
+                   f"{floors['shipped_shirt_adherence']:.3f}" if "shipped_background_adherence" in floors else "")
+                + f". Adherence chance (the prompts of other images): background "
+                f"{_scored(runs, 'background_chance', 3)}, shirt {_scored(runs, 'shirt_chance', 3)}.")
     for arm in arms:
         binned = [r["coverage_by_t"] for r in runs if r["arm"] == arm and "coverage_by_t" in r]
         if binned:
@@ -328,36 +365,60 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                 continue
             diff = [a["pck"] - b["pck"] for a, b in pairs]
             cpu = np.mean([a["train_cpu_s"] / b["train_cpu_s"] for a, b in pairs])
+            adhered = [(a, b) for a, b in pairs if "background_adherence" in a and "background_adherence" in b]
+            adherence = "".join(
+                f"{name} adherence {_mean_std([a[key] - b[key] for a, b in adhered], 3)}"
+                f"{'' if len(adhered) == len(pairs) else f' ({len(adhered)} seeds)'}; "
+                for name, key in (("background", "background_adherence"), ("shirt", "shirt_adherence"))
+                if adhered)
             rows.append(f"\n{arm} − {first}, paired by seed: PCK@0.1 {_mean_std(diff, 3)} "
                         f"(per seed {', '.join(f'{d:+.3f}' for d in diff)}); "
                         f"OKS {_mean_std([a['oks'] - b['oks'] for a, b in pairs], 3)}; "
-                        f"FD {_mean_std([a['fd'] - b['fd'] for a, b in pairs], 2)}; "
+                        f"FD {_mean_std([a['fd'] - b['fd'] for a, b in pairs], 2)}; {adherence}"
                         f"training CPU {cpu:.2f}× ({cpu * pairs[0][1]['steps'] / pairs[0][0]['steps']:.2f}× a step).")
     return "\n".join(rows)
 
 
+def _lacks_scores(run: dict, evaluator: Evaluator | None) -> bool:
+    """A finished run scored before some of :data:`SCORES` existed, whose model is still there to score."""
+    return evaluator is not None and any(k not in run for k in SCORES) and Path(run["model"]).is_file()
+
+
 def _run(work: Path, spec: str, arm: str, seed: int, steps: int, save_every: int,
          evaluator: Evaluator | None, clock: Clock, wait: bool) -> dict | None:
-    """One run's result: read when finished; else trained (and evaluated) under the run's lock. None when
-    ``wait`` is False and another process holds the lock, or when ``evaluator`` is None (report only)."""
+    """One run's result: read when finished; else trained (and evaluated) under the run's lock. A finished run
+    that lacks some of :data:`SCORES` gets them from its model (its other scores are kept). None when ``wait``
+    is False and another process holds the lock, or when ``evaluator`` is None (report only) and the run is
+    not finished."""
     config = arm_config(work, arm, seed, steps, save_every)
     done = Path(config.output.output) / "result.json"
-    if done.is_file():
-        return {**json.loads(done.read_text(encoding="utf-8")), "arm": spec}
+
+    def finished() -> dict | None:
+        return json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
+
+    run = finished()
+    if run is not None and not _lacks_scores(run, evaluator):
+        return {**run, "arm": spec}
     if evaluator is None:
         return None
     with locked(Path(config.output.output + ".lock"), wait) as held:
         if not held:
             return None
-        if done.is_file():  # finished by the process that held the lock
-            return {**json.loads(done.read_text(encoding="utf-8")), "arm": spec}
-        run = {"arm": spec, "seed": seed, "steps": steps, **train(config)}
+        run = finished()  # the process that held the lock may have finished or scored it
+        if run is not None and not _lacks_scores(run, evaluator):
+            return {**run, "arm": spec}
+        run = run or {"arm": spec, "seed": seed, "steps": steps, **train(config)}
         began, began_cpu = time.perf_counter(), cpu_seconds()
-        run.update(evaluator(Path(run["model"])), eval_wall_s=round(time.perf_counter() - began, 1),
+        scores = evaluator(Path(run["model"]))
+        changed = [k for k, v in scores.items() if k in run and abs(run[k] - v) > 1e-6]
+        if changed:
+            LOG.warning("%s: re-scored %s differ from the recorded ones (kept): %s", done, changed,
+                        {k: (run[k], scores[k]) for k in changed})
+        run.update({k: v for k, v in scores.items() if k not in run}, eval_wall_s=round(time.perf_counter() - began, 1),
                    eval_cpu_s=round(cpu_seconds() - began_cpu, 1))
         print(clock.lap(f"{spec} seed {seed}"), flush=True)
         atomic_write_text(done, json.dumps(run, indent=1) + "\n")
-        return run
+        return {**run, "arm": spec}
 
 
 def main() -> int:
