@@ -89,9 +89,9 @@ def speed(args: argparse.Namespace) -> dict:
     import contextlib
 
     samples = _pack("humansd_core.training.samples")
-    embedded = _pack("humansd_core.embedded")
+    assets, embedded = _pack("humansd_core.assets"), _pack("humansd_core.embedded")
     trainer_mod = _pack("humansd_core.training.trainer")
-    path = embedded.check_weights(embedded.embedded_model_path())
+    path = assets.check_weights(embedded.embedded_model_path())
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack, torch.inference_mode(False):
         work = Path(tmp)
         data = samples.synthetic_folder(work / "data", 16, 128, seed=1)
