@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from humansd_core.embedded.recipe.estimators import evaluate, train_estimator
+from humansd_core.embedded.recipe.estimators import evaluate, role_budget, train_estimator
 from humansd_core.errors import CheckpointError, HumanSDError
 from humansd_core.pose import PoseSet
 from humansd_core.pose.heatmap_decode import keypoints_from_heatmaps, person_boxes
@@ -154,3 +154,15 @@ def test_half_precision_file_loads_into_a_float_network(tmp_path):
     assert next(loaded.network.parameters()).dtype == torch.float32
     x = torch.rand(1, 3, 32, 32)
     assert torch.allclose(loaded(x), estimator(x), atol=2e-3)
+
+
+def test_a_role_budget_comes_from_its_own_preset_values_then_the_shared_ones_and_arguments_win():
+    from humansd_core.embedded.recipe.presets import read_preset
+
+    preset = read_preset("embedded_estimators.toml")
+    for role, values in preset["roles"].items():
+        steps, minutes = role_budget(role)
+        assert steps == values.get("steps", preset["training"]["steps"])
+        assert minutes == values.get("minutes", preset["training"]["minutes"])
+        assert role_budget(role, 7, 0.5) == (7, 0.5)
+    assert role_budget("judge") != role_budget("loss")  # the judge trains longer than the shared budget

@@ -14,7 +14,7 @@ and noise: the arms differ only in the ``[loss]`` options and the offset noise (
   ``1 + 0.1 · mask``, threshold 0.05, the bundled mannequin "loss" estimator at
   64 px) with the noise difference decoded by ``<decoder>`` (any choice of the
   trainer's ``heatmap_decoder`` option: ``full`` is the paper's VAE decode,
-  ``linear`` the shipped recipe's, ``reduced``, ``distilled`` the trainer's default);
+  ``linear`` the v3 recipe's, ``reduced``, ``distilled`` the trainer's default and v4's);
 * either with ``+offset<x>``: offset noise of scale ``x`` (``[optim] noise_offset``; its
   draws come after the others, so the batches, timesteps and noise stay paired).
 
@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...assets import ESTIMATOR_NAMES, file_digest, shipped_weights
 from ...errors import HumanSDError
 from ...fileio import atomic_write_text
 from ...models.checkpoint_read import read_metadata
@@ -122,9 +123,10 @@ def run_name(arm: str, seed: int, steps: int) -> str:
 def arm_config(work: Path, arm: str, seed: int, steps: int, save_every: int = 400) -> TrainConfig:
     """The recipe's training config for one run: ``steps`` steps of seed ``seed``, the arm's loss.
 
-    The recipe's schedule is compressed to ``steps``: warmup ``100 · steps / 2400`` and
-    EMA decay ``0.995^(2400 / steps)`` (the same horizon as a fraction of the run; a
-    0.995 EMA would still hold a third of the fresh weights after 200 steps).
+    The recipe's schedule is scaled to ``steps``: warmup ``W · steps / S`` and EMA decay
+    ``d^(S / steps)`` for the preset's ``S`` steps, ``W`` warm-up steps and decay ``d`` (v4:
+    7200, 300, 0.995^(1/3), so 2400 steps get v3's 100 and 0.995): the same horizon as a
+    fraction of the run (a 0.995 EMA would still hold a third of the fresh weights after 200 steps).
 
     Paths: ``WORK/data`` (scenes), ``WORK/model_config.json`` (the shipped model's
     architecture), the shipped model's VAE, the shared latent cache ``WORK/cache``, the
@@ -274,10 +276,12 @@ class Evaluator:
 
     def floors(self, path: Path) -> dict[str, float]:
         """FD of real scenes of other poses and of the real scenes through the shipped (frozen) VAE; the
-        shipped model's scores (2400 steps, heatmap loss with the linear decoder) as ``shipped_*``.
-        Computed once per work folder and kept in ``path`` (the FD count and DDIM steps are part of it)."""
+        shipped model's scores as ``shipped_*``. Computed once per work folder and kept in ``path`` (the FD
+        count, DDIM steps, scores and the digests of the shipped model and judge are part of its key)."""
         with locked(path.with_suffix(".lock")):
-            key = {"fd_count": self.fd_count, "eval_steps": self.steps, "scores": list(SCORES)}
+            key = {"fd_count": self.fd_count, "eval_steps": self.steps, "scores": list(SCORES),
+                   "model": file_digest(embedded_model_path()),
+                   "judge": file_digest(shipped_weights(ESTIMATOR_NAMES["judge"]))}
             kept = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
             if kept.get("settings") != key:
                 kept = {"settings": key, "floors": self._floors()}
@@ -343,8 +347,7 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                     f"| {_mean_std([r['train_wall_s'] for r in mine], 0)} |")
     rows.append(f"\nFD floors: real scenes of other poses {floors['fd_other_real_scenes']:.2f}, the real scenes "
                 f"through the frozen VAE {floors['fd_vae_reconstructions']:.2f}. Random-pose baseline PCK@0.1 "
-                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model "
-                f"(2400 steps, heatmap-linear): PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
+                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model: PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
                 f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}"
                 + (f", prompt adherence background {floors['shipped_background_adherence']:.3f} shirt "
                    f"{floors['shipped_shirt_adherence']:.3f}" if "shipped_background_adherence" in floors else "")

@@ -191,20 +191,31 @@ def preset_roles() -> dict[str, tuple[EstimatorConfig, int]]:
     return {role: (EstimatorConfig(v["arch"], v["width"], v["input_size"]), v["seed"]) for role, v in roles.items()}
 
 
+def role_budget(role: str, steps: int | None = None, minutes: float | None = None) -> tuple[int, float]:
+    """``(steps, minutes)`` of ``role``'s training: the arguments where given, else the role's own
+    preset values, else the preset's ``[training]`` ones."""
+    preset = read_preset(PRESET)
+    budget = {**preset["training"], **preset["roles"][role]}
+    return (steps if steps is not None else int(budget["steps"]),
+            minutes if minutes is not None else float(budget["minutes"]))
+
+
 def main() -> int:
     preset = read_preset(PRESET)
     training, held_out, roles = preset["training"], preset["evaluation"], preset_roles()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=sorted(roles), help="train one role only")
-    parser.add_argument("--steps", type=int, default=training["steps"], help="default %(default)s (the preset's)")
-    parser.add_argument("--minutes", type=float, default=training["minutes"],
-                        help="wall-time limit per estimator (default %(default)s, the preset's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="default: the preset's (the role's own where it names one)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-time limit per estimator (default: the preset's, the role's own where it names one)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the scene worker is another process; 2 threads ran 8x slower here)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder of the files (default: the package's)")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder of the resume states (<role>-state.pt, every 250 steps; default: none)")
-    parser.add_argument("--half", action="store_true", help="write the floating weights in fp16 (half the file)")
+    parser.add_argument("--half", action="store_true",
+                        help="write the floating weights in fp16 (half the file; a role's preset `half = true` does too)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -213,9 +224,10 @@ def main() -> int:
         args.work.mkdir(parents=True, exist_ok=True)
     for role in [args.only] if args.only else list(roles):
         config, seed = roles[role]
-        print(f"== {role}: {config} seed {seed}", flush=True)
-        result = train_estimator(config, seed=seed, steps=args.steps, batch_size=batch, lr=training["lr"],
-                                 time_limit=args.minutes * 60, log=lambda s: print("  " + s, flush=True),
+        steps, minutes = role_budget(role, args.steps, args.minutes)
+        print(f"== {role}: {config} seed {seed}, {steps} steps or {minutes} min", flush=True)
+        result = train_estimator(config, seed=seed, steps=steps, batch_size=batch, lr=training["lr"],
+                                 time_limit=minutes * 60, log=lambda s: print("  " + s, flush=True),
                                  checkpoint=None if args.work is None else args.work / f"{role}-state.pt")
         at_work = evaluate(result.estimator, held_out["seed"], count)
         at_128 = evaluate(result.estimator, held_out["seed"], count, size=128)
@@ -228,7 +240,7 @@ def main() -> int:
                 "heldout": json.dumps({"count": count, "pck@0.1": round(at_work.pck, 4),
                                        "oks": round(at_work.oks, 4), "pck@0.1_128px": round(at_128.pck, 4)}),
                 "command": "python -m humansd_core.embedded.recipe.estimators " + " ".join(sys.argv[1:])}
-        result.estimator.save(path, meta, half=args.half)
+        result.estimator.save(path, meta, half=args.half or bool(preset["roles"][role].get("half", False)))
         recorded = " (SHA256SUMS updated)" if record_if_shipped(path) else ""
         print(f"  wrote {path} ({path.stat().st_size / 1e6:.2f} MB){recorded}", flush=True)
     return 0
