@@ -347,7 +347,8 @@ def table(runs: list[dict], arms: list[str], floors: dict[str, float]) -> str:
                     f"| {_mean_std([r['train_wall_s'] for r in mine], 0)} |")
     rows.append(f"\nFD floors: real scenes of other poses {floors['fd_other_real_scenes']:.2f}, the real scenes "
                 f"through the frozen VAE {floors['fd_vae_reconstructions']:.2f}. Random-pose baseline PCK@0.1 "
-                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model: PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
+                f"(demo set): {_mean_std([r['baseline_pck'] for r in runs], 3)} over all runs. The shipped model: "
+                f"PCK@0.1 {floors['shipped_pck']:.3f}, OKS {floors['shipped_oks']:.3f}, "
                 f"scene captions {floors['shipped_scene_pck']:.3f}, FD {floors['shipped_fd']:.2f}"
                 + (f", prompt adherence background {floors['shipped_background_adherence']:.3f} shirt "
                    f"{floors['shipped_shirt_adherence']:.3f}" if "shipped_background_adherence" in floors else "")
