@@ -30,7 +30,7 @@ from humansd_core.embedded.model import CFG, MAX_PEOPLE, SIZE, STEPS, embedded_m
 from humansd_core.pipeline import HumanSDPipeline
 from humansd_core.sampling.schedule import NoiseSchedule
 from humansd_core.synthetic import COLOURS, generate_scene, scene_rng
-from humansd_core.synthetic.colour_reading import background_colour, named_background
+from humansd_core.synthetic.colour_reading import background_colour, border_pixels, named_background
 
 PLAIN = re.compile(r"plain (\w+) background")
 
@@ -57,21 +57,16 @@ def swapped(caption: str) -> str:
     raise ValueError(f"no free colour for {caption!r}")
 
 
-def border(image: torch.Tensor, width: int = 4) -> torch.Tensor:
-    """Mean RGB ``[3]`` (0..255) of the ``width``-pixel frame of ``image [3,H,W]`` in ``[0,1]``."""
-    mask = torch.ones(image.shape[1:], dtype=torch.bool)
-    mask[width:-width, width:-width] = False
-    return image[:, mask].mean(1) * 255
-
-
 @torch.no_grad()
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(embedded_model_path()), help="HumanSD checkpoint (default: the embedded model)")
+    parser.add_argument("--checkpoint", default=str(embedded_model_path()),
+                        help="HumanSD checkpoint (default: the embedded model)")
     parser.add_argument("--count", type=int, default=8, help="scenes (default %(default)s)")
     parser.add_argument("--seed", type=int, default=777, help="scene seed stream (default %(default)s)")
-    parser.add_argument("--timesteps", type=int, nargs="+", default=[999, 900, 700, 500, 200])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[999, 900, 700, 500, 200],
+                        help="timesteps of the ε comparison (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe = HumanSDPipeline.from_checkpoint(args.checkpoint)
@@ -103,7 +98,7 @@ def main() -> int:
         one = pipe.generate(scene.pose, first, seed=1234 + i, **seeds).images[0]
         two = pipe.generate(scene.pose, second, seed=1234 + i, **seeds).images[0]
         changed += background_colour(one) != background_colour(two)
-        shift += (border(one) - border(two)).abs().mean().item() / len(scenes)
+        shift += float(abs(border_pixels(one).mean(0) - border_pixels(two).mean(0)).mean()) / len(scenes)
     print(f"end to end ({len(scenes)} scenes, DDIM {STEPS}, cfg {CFG}): read background changed in "
           f"{changed}/{len(scenes)}, border RGB moved {shift:.1f} / 255 on average")
     print(f"swap_over_uncond_t999={ratios.get(999, float('nan')):.3f} swap_over_uncond_t500="

@@ -76,13 +76,17 @@ def _as_rgb255(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def border_pixels(image: torch.Tensor | np.ndarray, border: int = BORDER) -> np.ndarray:
+    """The RGB pixels ``[N,3]`` (0..255) of the image's ``border``-pixel frame."""
+    pixels = _as_rgb255(image)
+    return np.concatenate([pixels[:border].reshape(-1, 3), pixels[-border:].reshape(-1, 3),
+                           pixels[border:-border, :border].reshape(-1, 3),
+                           pixels[border:-border, -border:].reshape(-1, 3)])
+
+
 def background_colour(image: torch.Tensor | np.ndarray, border: int = BORDER) -> str:
     """The palette name nearest to the median colour of the image's border frame."""
-    pixels = _as_rgb255(image)
-    frame = np.concatenate([pixels[:border].reshape(-1, 3), pixels[-border:].reshape(-1, 3),
-                            pixels[border:-border, :border].reshape(-1, 3),
-                            pixels[border:-border, -border:].reshape(-1, 3)])
-    return nearest_colour(np.median(frame, axis=0))
+    return nearest_colour(np.median(border_pixels(image, border), axis=0))
 
 
 def match_people(pose: PoseSet) -> list[int]:
