@@ -104,6 +104,20 @@ def test_an_offset_arm_differs_from_its_base_only_in_the_offset_noise(tmp_path: 
             ablation.arm_options(bad)
 
 
+def test_a_high_noise_arm_differs_from_its_base_only_in_the_weight_cap(tmp_path: Path) -> None:
+    base = ablation.arm_config(tmp_path, "heatmap-distilled", 1, 300).to_dict()
+    weighted = ablation.arm_config(tmp_path, "heatmap-distilled+highnoise20", 1, 300).to_dict()
+    assert _differences(base, weighted) == {("optim", "high_noise_weight_cap"), ("output", "output")}
+    assert weighted["optim"]["high_noise_weight_cap"] == 20.0
+    assert ablation.arm_options("plain+offset0.1+highnoise5") == {"loss": "plain", "noise_offset": 0.1,
+                                                                 "high_noise_weight_cap": 5.0}
+    assert ablation.parse_arm("plain+highnoise20@7200", 2400) == ("plain+highnoise20", 7200)
+    for bad, message in (("plain+highnoise1", r"'\+highnoise' must be in \(1, "), ("plain+highnoise", "a number"),
+                         ("plain+highnoisex", "unknown suffix"), ("plain+weight3", r"unknown suffix '\+weight3'")):
+        with pytest.raises(HumanSDError, match=message):
+            ablation.arm_options(bad)
+
+
 def test_table_shows_adherence_where_runs_have_it_and_pairs_it() -> None:
     def run(arm: str, seed: int, background: float | None) -> dict:
         scored = {} if background is None else {"background_adherence": background, "shirt_adherence": 0.5,

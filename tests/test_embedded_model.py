@@ -134,6 +134,26 @@ def test_training_preset_names_files_beside_itself(tmp_path: Path) -> None:
     assert config.optim.ema_decay > 0 and config.model.train_text_encoder and config.loss.estimator == "tiny"
 
 
+def test_text_stage_trains_the_first_stage_model_on_plain_background_scenes(tmp_path: Path) -> None:
+    """The second preset starts from the first one's output, in the same work folder, on the [text_stage] scenes."""
+    from humansd_core.embedded.recipe.presets import HUMANSD_PRESET, TEXT_STAGE_PRESET, synth_command
+    from humansd_core.training.config import TrainConfig
+
+    for preset in (HUMANSD_PRESET, TEXT_STAGE_PRESET):
+        shutil.copyfile(preset, tmp_path / preset.name)
+    first = TrainConfig.from_toml(tmp_path / HUMANSD_PRESET.name)
+    text = TrainConfig.from_toml(tmp_path / TEXT_STAGE_PRESET.name)
+    assert Path(text.model.base) == Path(first.output.output) / "model.safetensors"
+    assert Path(text.data.data) == tmp_path / "data_plain" and text.output.output != first.output.output
+    assert text.model.train_text_encoder and text.optim.high_noise_weight_cap > 1.0
+    assert first.optim.high_noise_weight_cap == 1.0  # the first stage is the plain HumanSD recipe
+    command = synth_command(tmp_path / "data_plain", table="text_stage")
+    assert command[command.index("--backgrounds") + 1:] == ["plain"]
+    assert "--backgrounds" not in synth_command(tmp_path / "data")
+    seeds = {command[command.index("--seed") + 1] for command in (synth_command(tmp_path), command)}
+    assert len(seeds) == 2 and str(embedded.EVAL_SEED) not in seeds  # scenes of their own, none of the demo's
+
+
 def test_record_digest_replaces_only_its_own_line(tmp_path: Path) -> None:
     (tmp_path / assets.SUMS_NAME).write_text("aaaa  other.safetensors\nbbbb  model.safetensors\n")
     model = tmp_path / "model.safetensors"

@@ -36,3 +36,19 @@ def test_synth_start_extends_a_dataset_with_the_same_samples(tmp_path):
 def test_synth_rejects_a_bad_size(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--count", "1", "--size", "4"]) == 2
     assert "width" in capsys.readouterr().err
+
+
+def test_synth_backgrounds_limits_the_kinds_and_names_a_bad_one(tmp_path, capsys):
+    out = tmp_path / "plain"
+    assert main(["synth", "--out", str(out), "--count", "6", "--size", "48", "--seed", "3",
+                 "--backgrounds", "plain", "noisy"]) == 0
+    kinds = [generate_scene(scene_rng(3, i), 48, backgrounds=("plain", "noisy")).background.kind for i in range(6)]
+    assert set(kinds) <= {"plain", "noisy"}
+    for i, kind in enumerate(kinds):
+        assert f" {kind} " in (out / f"{i:06d}.txt").read_text()
+    every = [generate_scene(scene_rng(3, i), 48).background.kind for i in range(30)]
+    assert len(set(every)) >= 4  # the default draws from every kind
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--count", "1", "--backgrounds", "plaid"]) == 2
+    err = capsys.readouterr().err
+    assert "'plaid'" in err and "checkered" in err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

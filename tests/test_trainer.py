@@ -23,6 +23,7 @@ from humansd_core.training.resume_checkpoints import latest_checkpoint, list_che
 from humansd_core.training.run_data import find_distilled
 from humansd_core.training.dataset import collate
 from humansd_core.training.lora import base_weights_hash, load_lora
+from humansd_core.training.timestep_weights import high_noise_weights
 from humansd_core.training.trainer import Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +211,38 @@ def test_noise_offset_adds_a_channel_constant_drawn_after_the_other_draws(data: 
     assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift), atol=1e-6) and shift.abs().amax() > 0.01
     with pytest.raises(HumanSDError, match="noise_offset"):
         tiny_train_config(data, tmp_path / "bad", noise_offset=-0.1)
+
+
+def test_high_noise_weights_scale_each_sample_by_its_clamped_inverse_snr(data: Path, tmp_path: Path) -> None:
+    alphas = Trainer(tiny_train_config(data, tmp_path / "schedule")).alphas
+    per_step = high_noise_weights(alphas, torch.arange(1000), 20.0)
+    assert high_noise_weights(alphas, torch.arange(1000), 1.0) is None
+    assert float(per_step.mean()) == pytest.approx(1.0, abs=1e-5)
+    assert bool((per_step[1:] >= per_step[:-1]).all())  # more noise, never less weight
+    snr = alphas / (1 - alphas)
+    assert float(per_step[999] / per_step[0]) == pytest.approx(20.0)  # 1/SNR(999) ≈ 214: the cap holds
+    low = snr > 1
+    assert torch.allclose(per_step[low], per_step[0].expand(int(low.sum())))  # low noise: weight 1 before scaling
+
+    trainers = {cap: Trainer(tiny_train_config(data, tmp_path / f"cap{cap}", loss="plain", high_noise_weight_cap=cap))
+                for cap in (1.0, 20.0)}  # the same fresh weights, batches, timesteps and noise
+    batch = collate([trainers[1.0].data.dataset[(i, 0)] for i in range(2)])
+    losses = {cap: trainer.micro_step(batch, 0) for cap, trainer in trainers.items()}
+    trainer = trainers[20.0]
+    mean, _, pose = trainer.data.latents(batch)
+    noise, t, _ = trainer._noise(mean.shape, 0, False)
+    a = trainer.alphas[t].view(-1, 1, 1, 1)
+    z0 = mean * trainer.models.config.scale_factor
+    with torch.no_grad():
+        eps = trainer.model(torch.cat([a.sqrt() * z0 + (1 - a).sqrt() * noise, pose], 1), t,
+                            trainer.data.condition(batch["caption"]))
+    per_sample = ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+    expected = (per_sample * per_step[t]).mean()
+    assert losses[20.0][0].item() == pytest.approx(float(expected), rel=1e-5)
+    assert losses[1.0][0].item() == pytest.approx(float(per_sample.mean()), rel=1e-5)
+    assert losses[20.0][1]["plain_loss"] == pytest.approx(losses[1.0][1]["plain_loss"], rel=1e-6)
+    with pytest.raises(HumanSDError, match="high_noise_weight_cap=0.5"):
+        tiny_train_config(data, tmp_path / "bad", high_noise_weight_cap=0.5)
 
 
 def test_distilled_weights_fit_is_a_keyword_not_a_file(data: Path, tmp_path: Path) -> None:

@@ -7,20 +7,24 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from humansd_core.errors import HumanSDError
-from humansd_core.models.checkpoint import build_models
+from humansd_core.models.checkpoint import VAE_PREFIX, build_models, save_models
+from humansd_core.models.checkpoint_read import read_checkpoint
 from humansd_core.models.configs import ModelConfig, UNetConfig, VAEConfig, tiny_config
 from humansd_core.models.vae import AutoencoderKL
 from humansd_core.training.run_models import load_vae
 from humansd_core.embedded.recipe.vae import (
+    DECODER_SIDE,
     VAE_METADATA_KEY,
     VAETrainOptions,
     _batch,
     draw_pool,
+    read_vae,
     train_vae,
     vae_loss,
+    with_decoder,
 )
 
 VAE = VAEConfig(ch=32, ch_mult=(1, 1), num_res_blocks=1)  # factor 2: 32 px scenes, 16 px crops
@@ -104,3 +108,35 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(HumanSDError, match="other options"):
         train_vae(options(steps=5), tmp_path / "other.safetensors", checkpoint=state)
+
+
+def test_decoder_only_keeps_the_encoder_and_scale_and_goes_into_a_checkpoint(tmp_path: Path) -> None:
+    first = train_vae(options(steps=2), tmp_path / "first.safetensors")
+    with pytest.raises(HumanSDError, match="needs an init VAE"):
+        train_vae(options(decoder_only=True), tmp_path / "no_init.safetensors")
+    tuned = train_vae(options(steps=6, lr=3e-3, decoder_only=True, seed=3), tmp_path / "decoder.safetensors",
+                      init=first.path)
+    before, after = (read_vae(path)[0] for path in (first.path, tuned.path))
+    decoder_side = {name for name in before if name.startswith(DECODER_SIDE)}
+    assert decoder_side and decoder_side != before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before.keys() - decoder_side)  # encoder, quant_conv
+    assert sum(not torch.equal(before[k], after[k]) for k in decoder_side) > len(decoder_side) // 2
+    assert tuned.scale_factor == first.scale_factor  # the latents did not change, nor their scale
+
+    # Into a HumanSD checkpoint of that VAE's architecture, in the checkpoint's own dtype.
+    config = ModelConfig(unet=UNetConfig(**{**dataclasses.asdict(tiny_config().unet), "channel_mult": (1, 2)}),
+                         vae=VAE, text=tiny_config().text)
+    model = tmp_path / "model.safetensors"
+    save_models(build_models(config), model, dtype=torch.float16)
+    combined = tmp_path / "combined.safetensors"
+    with_decoder(model, tuned.path, combined)
+    (old, old_meta), (new, new_meta) = read_checkpoint(model), read_checkpoint(combined)
+    assert old.keys() == new.keys() and old_meta == new_meta
+    for key in old:
+        name = key.removeprefix(VAE_PREFIX)
+        expected = after[name].half() if key.startswith(VAE_PREFIX) and name in decoder_side else old[key]
+        assert new[key].dtype == old[key].dtype and torch.equal(new[key], expected), key
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(1)}, str(plain))
+    with pytest.raises(HumanSDError, match="no first_stage_model"):
+        read_vae(plain)

@@ -7,10 +7,13 @@ clothing uses, so the people stand out and the caption is unambiguous.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ..errors import HumanSDError
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (205, 35, 35), "orange": (240, 135, 25), "yellow": (240, 215, 45), "green": (45, 155, 55),
@@ -67,13 +70,25 @@ def sample_outfits(rng: np.random.Generator, count: int) -> list[Outfit]:
     return outfits
 
 
-def sample_background(rng: np.random.Generator, used: set[str]) -> Background:
-    """A background kind and one or two colours not in ``used`` (the clothing colours)."""
+def sample_background(rng: np.random.Generator, used: set[str],
+                      kinds: Sequence[str] = BACKGROUND_KINDS) -> Background:
+    """A background of one of ``kinds`` (:data:`BACKGROUND_KINDS`, all by default) and one or two colours not
+    in ``used`` (the clothing colours)."""
     free = [name for name in COLOURS if name not in used]
-    kind = str(rng.choice(BACKGROUND_KINDS))
+    kind = str(rng.choice(check_background_kinds(kinds)))
     count = 1 if kind in ("plain", "noisy") else 2
     picks = rng.choice(len(free), size=count, replace=False)
     return Background(kind, tuple(free[i] for i in picks))
+
+
+def check_background_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple, or HumanSDError naming the first one not in :data:`BACKGROUND_KINDS`."""
+    for kind in kinds:
+        if kind not in BACKGROUND_KINDS:
+            raise HumanSDError(f"background kind {kind!r}: choose from {list(BACKGROUND_KINDS)}")
+    if not kinds:
+        raise HumanSDError(f"background kinds: give at least one of {list(BACKGROUND_KINDS)}")
+    return tuple(kinds)
 
 
 def render_background(rng: np.random.Generator, background: Background, width: int, height: int) -> np.ndarray:

@@ -12,7 +12,7 @@ coordinates; :func:`humansd_core.pose.load_pose_file` reads it back) and
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,16 @@ from ..errors import HumanSDError
 from ..fileio import atomic_path, atomic_write_text
 from ..pose.formats import write_openpose_json
 from ..pose.keypoints import PoseSet
-from .appearance import Background, Outfit, caption, render_background, sample_background, sample_outfits
+from .appearance import (
+    BACKGROUND_KINDS,
+    Background,
+    Outfit,
+    caption,
+    check_background_kinds,
+    render_background,
+    sample_background,
+    sample_outfits,
+)
 from .mannequin import draw_people
 from .poses import PlacedPerson, sample_people, to_pose_set
 
@@ -58,15 +67,18 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def generate_scene(rng: np.random.Generator, size: int | tuple[int, int], max_people: int = 3) -> Scene:
-    """Draw one :class:`Scene` of ``size`` (``W`` or ``(W, H)`` pixels) with 1..``max_people`` people."""
+def generate_scene(rng: np.random.Generator, size: int | tuple[int, int], max_people: int = 3,
+                   backgrounds: Sequence[str] = BACKGROUND_KINDS) -> Scene:
+    """Draw one :class:`Scene` of ``size`` (``W`` or ``(W, H)`` pixels) with 1..``max_people`` people, on a
+    background of one of the kinds ``backgrounds`` (all of :data:`~.appearance.BACKGROUND_KINDS` by default)."""
     width, height = _size(size)
     if not 1 <= max_people <= 3:
         raise HumanSDError(f"max_people: expected 1, 2 or 3, got {max_people!r}")
     people = sample_people(rng, width, height, max_people)
     people.sort(key=lambda p: float(p.points[11:13, 0].mean()))  # left to right, by the hips
     outfits = sample_outfits(rng, len(people))
-    background = sample_background(rng, {name for o in outfits for name in (o.shirt_name, o.trousers_name)})
+    background = sample_background(rng, {name for o in outfits for name in (o.shirt_name, o.trousers_name)},
+                                   backgrounds)
     canvas = np.ascontiguousarray(render_background(rng, background, width * SUPERSAMPLE, height * SUPERSAMPLE))
     draw_people(canvas, people, outfits, SUPERSAMPLE)
     image = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
@@ -85,19 +97,22 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_dataset(out: str | os.PathLike[str], count: int, size: int | tuple[int, int], seed: int = 0,
-                  start: int = 0, progress: Callable[[int], None] | None = None) -> list[Path]:
-    """Write samples ``start .. start+count-1`` of ``seed`` to ``out``; returns the image paths.
+                  start: int = 0, progress: Callable[[int], None] | None = None,
+                  backgrounds: Sequence[str] = BACKGROUND_KINDS) -> list[Path]:
+    """Write samples ``start .. start+count-1`` of ``seed`` to ``out`` (backgrounds of the kinds ``backgrounds``);
+    returns the image paths.
 
     Per sample ``{index:06d}.png/.json/.txt``; the pose file is written before the
     image, so a reader that lists ``*.png`` never sees an image without its pose.
     """
     if count < 0 or start < 0:
         raise HumanSDError(f"synthetic dataset: count and start must be >= 0, got {count}, {start}")
+    check_background_kinds(backgrounds)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(start, start + count):
-        scene = generate_scene(scene_rng(seed, index), size)
+        scene = generate_scene(scene_rng(seed, index), size, backgrounds=backgrounds)
         stem = folder / f"{index:06d}"
         write_openpose_json(stem.with_suffix(".json"), scene.pose)
         atomic_write_text(stem.with_suffix(".txt"), scene.caption + "\n")

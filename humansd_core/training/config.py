@@ -117,6 +117,9 @@ class OptimOptions:
     ema_decay: float = _opt(0.0, "0: no EMA; else e.g. 0.999 (outputs then hold the EMA weights)")
     noise_offset: float = _opt(0.0, "offset noise: add this x N(0,1) per sample and latent channel to the noise, "
                                     "so the model must learn (from the text) to change an image's mean colour")
+    high_noise_weight_cap: float = _opt(1.0, "1: off; above 1, each sample's loss is weighted by clamp(1/SNR(t), 1, "
+                                              "this): the noisiest steps, where the text sets an image's colours "
+                                              "but the noise error barely sees them, weigh like their image error")
     seed: int = _opt(0, "seed of data order, augmentation, noise and fresh weights")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms")
 
@@ -263,6 +266,9 @@ class TrainConfig:
                     "noise_offset", "warmup_steps", "sample_every", "num_workers", "cpu_threads"):
             if values[key] < 0:
                 raise HumanSDError(f"option {key}={values[key]!r}: must not be negative")
+        if values["high_noise_weight_cap"] < 1.0:
+            raise HumanSDError(f"option high_noise_weight_cap={values['high_noise_weight_cap']!r}: must be at least 1 "
+                               "(1 = off)")
         if not 0.0 <= values["ema_decay"] < 1.0:
             raise HumanSDError(f"option ema_decay={values['ema_decay']!r}: must lie in [0, 1)")
         if values["zoom_max"] < 1.0 or values["max_aspect"] < 1.0:

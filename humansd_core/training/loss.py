@@ -205,19 +205,23 @@ class HeatmapGuidedLoss:
         return self.linear_decoder
 
     def __call__(self, eps_pred: torch.Tensor, eps: torch.Tensor, t: torch.Tensor,
-                 poses: Sequence[PoseSet] | None = None, step: int | None = None
-                 ) -> tuple[torch.Tensor, LossDiagnostics]:
+                 poses: Sequence[PoseSet] | None = None, step: int | None = None,
+                 timestep_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, LossDiagnostics]:
         """Weighted loss (scalar, differentiable w.r.t. ``eps_pred [B,4,h,w]``) and diagnostics.
 
         ``eps [B,4,h,w]`` the drawn noise, ``t [B]`` timesteps 0..999, ``poses`` one
         PoseSet per sample (needed by pose-based estimators), ``step`` the optimiser
-        step (needed when ``refresh_every > 1``).
+        step (needed when ``refresh_every > 1``), ``timestep_weight [B]`` an extra factor
+        per sample on top of the body weight (:mod:`.timestep_weights`; the diagnostics
+        leave it out).
         """
         if eps_pred.shape != eps.shape or eps_pred.ndim != 4:
             raise HumanSDError(f"eps_pred {list(eps_pred.shape)} and eps {list(eps.shape)}: expected equal [B,C,h,w]")
         sq = (eps_pred.float() - eps.float()) ** 2
         weight, coverage, fresh = self._weight(eps_pred, eps, poses, step)
         weighted = sq * weight
+        if timestep_weight is not None:
+            weighted = weighted * timestep_weight.view(-1, 1, 1, 1)
         loss = weighted.mean()
         sample_weight = weight.expand_as(sq).mean(dim=(1, 2, 3))
         diag = LossDiagnostics(plain_loss=sq.detach().mean(), mean_weight=sample_weight.mean(),

@@ -57,6 +57,7 @@ from .run_data import RunData
 from .run_log import LossLog, plot_losses
 from .run_models import DTYPES, Denoiser, load_for_training, resolve_base, trainable_parameters
 from .run_outputs import export_weights, write_samples
+from .timestep_weights import high_noise_weights
 
 logger = logging.getLogger(__name__)
 
@@ -261,11 +262,17 @@ class Trainer:
         with amp:
             eps = self.model(torch.cat([zt, pose_latent], dim=1), t, cond)
         eps = eps.float()
+        timestep_weight = high_noise_weights(self.alphas, t, o.high_noise_weight_cap)
         if self.loss_fn is None:
-            loss = F.mse_loss(eps, noise)
-            stats = {"plain_loss": loss.detach()}
+            if timestep_weight is None:
+                loss = F.mse_loss(eps, noise)
+                stats = {"plain_loss": loss.detach()}
+            else:
+                per_sample = ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+                loss = (per_sample * timestep_weight).mean()
+                stats = {"plain_loss": per_sample.detach().mean()}
         else:
-            loss, diag = self.loss_fn(eps, noise, t, batch["pose"], self.step)
+            loss, diag = self.loss_fn(eps, noise, t, batch["pose"], self.step, timestep_weight)
             self.coverage_bins.update(diag)
             stats = {"plain_loss": diag.plain_loss, "mean_weight": diag.mean_weight, "coverage": diag.mask_coverage}
         if any_true(self.dist, not bool(torch.isfinite(loss))):

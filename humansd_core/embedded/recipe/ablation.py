@@ -7,7 +7,7 @@ recipe's 3000 synthetic scenes (``presets/embedded_data.toml``), with the *shipp
 model's VAE frozen; the latents are cached once and shared by all runs. The recipe's
 schedule (warmup, cosine, EMA horizon) is compressed to the shorter run. Within a
 seed every arm starts from the same weights and sees the same batches, timesteps
-and noise: the arms differ only in the ``[loss]`` options and the offset noise (:func:`arm_options`):
+and noise: the arms differ only in the ``[loss]`` options and the suffixes' options (:func:`arm_options`):
 
 * ``plain``: MSE;
 * ``heatmap-<decoder>``: the heatmap-guided loss in the paper's form (weight
@@ -16,7 +16,9 @@ and noise: the arms differ only in the ``[loss]`` options and the offset noise (
   trainer's ``heatmap_decoder`` option: ``full`` is the paper's VAE decode,
   ``linear`` the v3 recipe's, ``reduced``, ``distilled`` the trainer's default and v4's);
 * either with ``+offset<x>``: offset noise of scale ``x`` (``[optim] noise_offset``; its
-  draws come after the others, so the batches, timesteps and noise stay paired).
+  draws come after the others, so the batches, timesteps and noise stay paired), and/or
+  ``+highnoise<c>``: the high-noise loss weights ``clamp(1/SNR(t), 1, c)``
+  (``[optim] high_noise_weight_cap``, :mod:`humansd_core.training.timestep_weights`).
 
 Each trained model is scored by the *judge* estimator (not the one in the loss):
 
@@ -84,26 +86,39 @@ SCORES = ("pck", "oks", "baseline_pck", "scene_pck", "fd", "background_adherence
           "background_chance", "shirt_chance")  # what Evaluator gives a model
 
 
+SUFFIXES = {  # an arm's "+<name><x>" suffix: (option it sets, its lowest value (excluded), highest, example)
+    "offset": ("noise_offset", 0.0, 1.0, "plain+offset0.3"),
+    "highnoise": ("high_noise_weight_cap", 1.0, 1e6, "plain+highnoise20"),
+}
+SUFFIX_FORMS = [f"+{name}<x>" for name in SUFFIXES]
+
+
 def arm_options(arm: str) -> dict[str, object]:
     """The options of an arm: ``plain`` or ``heatmap-<decoder>`` (a ``heatmap_decoder`` choice) sets the ``[loss]``
-    options; a ``+offset<x>`` suffix adds offset noise of scale ``x`` (``[optim] noise_offset``, e.g.
-    ``plain+offset0.3``), the lever for text control of an image's mean colour."""
-    base, plus, offset = arm.partition("+offset")
+    options; suffixes add the levers for text control of an image's colours: ``+offset<x>`` offset noise of
+    scale ``x`` in (0, 1] (``[optim] noise_offset``, e.g. ``plain+offset0.3``), ``+highnoise<c>`` the
+    high-noise loss weights capped at ``c`` > 1 (``[optim] high_noise_weight_cap``, e.g. ``plain+highnoise20``)."""
+    base, *suffixes = arm.split("+")
     extra: dict[str, object] = {}
-    if plus:
+    for suffix in suffixes:
+        name = suffix.rstrip("0123456789.")
+        if name not in SUFFIXES:
+            raise HumanSDError(f"arm {arm!r}: unknown suffix '+{suffix}'; expected one of {SUFFIX_FORMS}")
+        key, low, high, example = SUFFIXES[name]
         try:
-            extra["noise_offset"] = float(offset)
+            value = float(suffix[len(name):])
         except ValueError:
-            raise HumanSDError(f"arm {arm!r}: expected a number after '+offset', e.g. 'plain+offset0.3'") from None
-        if not 0.0 < extra["noise_offset"] <= 1.0:
-            raise HumanSDError(f"arm {arm!r}: the offset noise scale must be in (0, 1]")
+            raise HumanSDError(f"arm {arm!r}: expected a number after '+{name}', e.g. {example!r}") from None
+        if not low < value <= high:
+            raise HumanSDError(f"arm {arm!r}: the number after '+{name}' must be in ({low:g}, {high:g}]")
+        extra[key] = value
     if base == "plain":
         return {"loss": "plain", **extra}
     decoder = base.removeprefix("heatmap-")
     if base.startswith("heatmap-") and decoder in CHOICES["heatmap_decoder"]:
         return {**HEATMAP, "heatmap_decoder": decoder, **extra}
     raise HumanSDError(f"arm {arm!r}: expected 'plain' or 'heatmap-<decoder>' with decoder one of "
-                       f"{list(CHOICES['heatmap_decoder'])}, optionally followed by '+offset<x>'")
+                       f"{list(CHOICES['heatmap_decoder'])}, optionally followed by suffixes {SUFFIX_FORMS}")
 
 
 def parse_arm(spec: str, steps: int) -> tuple[str, int]:

@@ -3,7 +3,9 @@
 * ``embedded_data.toml``: the training scenes (``humansd synth`` arguments);
 * ``embedded_model.json``: the architecture (the VAE's scale factor is measured after its training);
 * ``embedded_vae.toml``: :class:`~.vae.VAETrainOptions` of the autoencoder;
+* ``embedded_vae_decoder.toml``: those of the last, decoder-only stage;
 * ``embedded_humansd.toml``: the ``humansd train`` config of the UNet and text tower;
+* ``embedded_humansd_text.toml``: the second, text stage's ``humansd train`` config (on the first's model);
 * ``embedded_estimators.toml``: the two mannequin estimators' architectures, seeds and training;
 * ``embedded_distilled.toml``: the distilled loss net's data and fit.
 """
@@ -20,6 +22,7 @@ from ...tomlfile import read_toml
 from ...training.config import TrainConfig
 
 HUMANSD_PRESET = PRESETS_DIR / "embedded_humansd.toml"
+TEXT_STAGE_PRESET = PRESETS_DIR / "embedded_humansd_text.toml"  # the second stage, on the first one's model
 CLI_MODULE = __name__.rsplit(".", 3)[0] + ".cli"  # the core's own CLI, named relative to this package
 
 
@@ -47,11 +50,14 @@ def humansd(*args: str) -> list[str]:
     return [sys.executable, "-m", CLI_MODULE, *args]
 
 
-def synth_command(out: Path, count: int | None = None) -> list[str]:
-    """``humansd synth`` writing the recipe's scenes (``embedded_data.toml``; ``count`` overrides) to ``out``."""
-    data = read_preset("embedded_data.toml")
+def synth_command(out: Path, count: int | None = None, table: str | None = None) -> list[str]:
+    """``humansd synth`` writing the recipe's scenes to ``out``: ``embedded_data.toml``'s top level (the
+    first stage's scenes) or its ``table`` (e.g. ``"text_stage"``); ``count`` overrides its count."""
+    preset = read_preset("embedded_data.toml")
+    data = preset if table is None else preset[table]
+    kinds = ["--backgrounds", *data["backgrounds"]] if "backgrounds" in data else []
     return humansd("synth", "--out", str(out), "--count", str(count or data["count"]), "--size", str(data["size"]),
-                   "--seed", str(data["seed"]))
+                   "--seed", str(data["seed"]), *kinds)
 
 
 def write_json(path: Path, value: object) -> None:

@@ -16,6 +16,13 @@ differences of the reconstruction and of the target (thin limbs and outlines are
 an L1-trained autoencoder blurs first). AdamW with a linear warm-up and a cosine decay
 to ``min_lr_ratio`` (:func:`~humansd_core.training.lr_schedule.lr_factor`).
 
+With ``decoder_only`` the run starts from an ``init`` VAE (a file of this module or a HumanSD
+checkpoint) and trains its decoder side alone (``decoder`` and ``post_quant_conv``, the
+:data:`DECODER_SIDE`): the encoder, hence every latent a UNet was trained on and the scale
+factor, stays as it was, while reconstructions and decoded samples sharpen (SD's own
+fine-tuned VAE decoders were made this way). :func:`with_decoder` puts such a decoder into
+a HumanSD checkpoint.
+
 With a ``checkpoint`` path the run saves its whole state (weights, optimiser,
 schedule, generator, step, losses) there every ``checkpoint_every`` steps, atomically,
 and resumes from it: a resumed run computes what an uninterrupted one computes (the
@@ -48,8 +55,11 @@ from safetensors.torch import save_file
 
 from ...errors import HumanSDError
 from ...fileio import atomic_write_with
+from ...assets import file_digest
 from ...models.checkpoint import VAE_PREFIX
-from ...models.configs import VAEConfig
+from ...models.checkpoint_read import read_checkpoint
+from ...models.configs import CONFIG_METADATA_KEY, VAEConfig
+from ...models.safetensors_write import write_safetensors
 from ...models.vae import AutoencoderKL
 from ...pose.render import render_skeleton
 from ...synthetic import sample_scene, scene_rng
@@ -60,6 +70,7 @@ from .resume_state import load_state, save_state
 logger = logging.getLogger(__name__)
 
 VAE_METADATA_KEY = "humansd_vae_config"
+DECODER_SIDE = ("decoder.", "post_quant_conv.")  # the parameters a decoder-only run trains (names in the VAE)
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,8 @@ class VAETrainOptions:
     once and reused; ``body_weight``: extra L1 weight on the people (pixels their
     skeleton image covers); ``skeleton_fraction``: share of each batch that are skeleton
     images; ``eval_count``: held-out scenes (seed ``seed + 1``) for the metrics and
-    the scale factor; ``edge_weight``: weight of the L1 of the pixel differences (0: none).
+    the scale factor; ``edge_weight``: weight of the L1 of the pixel differences (0: none);
+    ``decoder_only``: train the decoder side of an ``init`` VAE alone (the module docstring).
     """
 
     vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
@@ -91,6 +103,7 @@ class VAETrainOptions:
     eval_count: int = 64
     log_every: int = 50
     edge_weight: float = 0.0
+    decoder_only: bool = False
 
     def __post_init__(self) -> None:
         factor = self.vae.downsample_factor
@@ -204,11 +217,40 @@ def save_vae(vae: AutoencoderKL, path: str | Path, scale_factor: float, extra: d
     atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
+def read_vae(path: str | Path) -> tuple[dict[str, torch.Tensor], float]:
+    """``(state dict in float32, latent scale factor)`` of the VAE in ``path``: a file of :func:`save_vae`
+    or a HumanSD checkpoint (its ``first_stage_model.*`` tensors and its config's scale factor)."""
+    state, meta = read_checkpoint(path)
+    vae = {key[len(VAE_PREFIX):]: value.float() for key, value in state.items() if key.startswith(VAE_PREFIX)}
+    if not vae:
+        raise HumanSDError(f"{path}: no {VAE_PREFIX}* tensors, not a VAE or HumanSD checkpoint")
+    if "scale_factor" in meta:
+        return vae, float(meta["scale_factor"])
+    if CONFIG_METADATA_KEY in meta:
+        return vae, float(json.loads(meta[CONFIG_METADATA_KEY])["scale_factor"])
+    raise HumanSDError(f"{path}: no scale factor in its metadata (neither 'scale_factor' nor {CONFIG_METADATA_KEY!r})")
+
+
+def with_decoder(model: str | Path, vae: str | Path, out: str | Path) -> None:
+    """Write ``out``: the HumanSD checkpoint ``model`` with the :data:`DECODER_SIDE` tensors of the VAE file
+    ``vae`` in place of its own (in its dtype), everything else and the metadata as they are."""
+    tensors, meta = read_checkpoint(model)
+    decoder, _ = read_vae(vae)
+    for name, value in decoder.items():
+        if name.startswith(DECODER_SIDE):
+            key = VAE_PREFIX + name
+            if key not in tensors or tensors[key].shape != value.shape:
+                raise HumanSDError(f"{vae}: {name} {list(value.shape)} does not fit {model}")
+            tensors[key] = value.to(tensors[key].dtype)
+    atomic_write_with(out, lambda tmp: write_safetensors(tmp, tensors, meta))
+
+
 def train_vae(opts: VAETrainOptions, out: str | Path,
               progress: Callable[[int, float], None] | None = None, checkpoint: str | Path | None = None,
               checkpoint_every: int = 500, validate: Callable[[AutoencoderKL, int], None] | None = None,
-              validate_every: int = 0) -> VAETrainResult:
-    """Train a VAE from scratch (seeded) and write it to ``out`` (see the module docstring).
+              validate_every: int = 0, init: str | Path | None = None) -> VAETrainResult:
+    """Train a VAE from scratch (seeded), or from the VAE of ``init``, and write it to ``out`` (see the
+    module docstring; ``decoder_only`` needs ``init``).
 
     ``progress(step, l1)`` is called every ``log_every`` steps. ``checkpoint``: the resume
     file (saved every ``checkpoint_every`` steps; a run resumes from it when it exists
@@ -217,12 +259,22 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     """
     if checkpoint_every < 1:
         raise HumanSDError(f"VAE training: checkpoint_every must be at least 1, got {checkpoint_every}")
+    if opts.decoder_only and init is None:
+        raise HumanSDError("VAE training: decoder_only needs an init VAE to start from")
     torch.manual_seed(opts.seed)
     vae = AutoencoderKL(opts.vae)
+    init_scale = None
+    if init is not None:
+        weights, init_scale = read_vae(init)
+        vae.load_state_dict(weights)
+    trained = [p for name, p in vae.named_parameters() if not opts.decoder_only or name.startswith(DECODER_SIDE)]
+    vae.requires_grad_(False)
+    for parameter in trained:
+        parameter.requires_grad_(True)
     began = time.perf_counter()
     pool = draw_pool(opts.pool, opts.image_size, opts.seed)
     held_out = draw_pool(opts.eval_count, opts.image_size, opts.seed + 1)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    optimizer = torch.optim.AdamW(trained, lr=opts.lr, weight_decay=opts.weight_decay)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, opts.warmup_steps, opts.steps, "cosine", opts.min_lr_ratio))
@@ -230,7 +282,10 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     latent = opts.crop // opts.vae.downsample_factor
     losses: list[float] = []
     start = 0
-    identity = json.dumps({k: v for k, v in dataclasses.asdict(opts).items() if k != "log_every"}, sort_keys=True)
+    fields = {k: v for k, v in dataclasses.asdict(opts).items() if k != "log_every"}
+    if init is not None:
+        fields["init"] = file_digest(init)  # a resumed run must start from the same VAE
+    identity = json.dumps(fields, sort_keys=True)
     path = Path(checkpoint) if checkpoint is not None else None
     state = load_state(path, identity, "the VAE trainer")
     if state is not None:
@@ -249,7 +304,7 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
             raise HumanSDError(f"VAE training diverged at step {step} (loss {float(loss)}); try a lower lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         scheduler.step()
         losses.append(l1)
@@ -266,7 +321,7 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
             vae.train()
     seconds = time.perf_counter() - began
     vae.eval()
-    scale = latent_scale_factor(vae, held_out[0])
+    scale = init_scale if opts.decoder_only else latent_scale_factor(vae, held_out[0])  # same encoder, same scale
     result = VAETrainResult(Path(out), scale, _psnr(vae, held_out[0]), _psnr(vae, held_out[1]), seconds, losses)
     options = {k: v for k, v in dataclasses.asdict(opts).items() if k != "vae"}
     save_vae(vae, out, scale, {"vae_training": json.dumps({**options, "psnr_scenes": round(result.psnr_scenes, 2),
@@ -276,10 +331,11 @@ def train_vae(opts: VAETrainOptions, out: str | Path,
     return result
 
 
-def preset_options(smoke: bool = False) -> VAETrainOptions:
-    """The embedded model's VAE options (``presets/embedded_vae.toml`` on ``embedded_model.json``'s VAE);
-    ``smoke``: 4 steps on a pool of 16 scenes, to check the recipe runs."""
-    values = read_preset("embedded_vae.toml")
+def preset_options(smoke: bool = False, preset: str = "embedded_vae.toml") -> VAETrainOptions:
+    """The embedded model's VAE options (``presets/<preset>``, the autoencoder's or the decoder stage's
+    ``embedded_vae_decoder.toml``, on ``embedded_model.json``'s VAE); ``smoke``: 4 steps on a pool of
+    16 scenes, to check the recipe runs."""
+    values = read_preset(preset)
     if smoke:
         values.update(steps=4, pool=16)
     return VAETrainOptions(vae=model_config().vae, **values)
@@ -291,12 +347,16 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="a few steps, to check the step runs")
     parser.add_argument("--checkpoint", default=None,
                         help="resume state: saved every 500 steps, resumed from when it exists (default: none)")
+    parser.add_argument("--decoder-of", default=None, metavar="MODEL",
+                        help="train only the decoder of MODEL's VAE (a HumanSD checkpoint or VAE file) with "
+                             "presets/embedded_vae_decoder.toml (default: a whole VAE from scratch)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
-    result = train_vae(preset_options(args.smoke), args.out,
+    preset = "embedded_vae.toml" if args.decoder_of is None else "embedded_vae_decoder.toml"
+    result = train_vae(preset_options(args.smoke, preset), args.out,
                        progress=lambda step, l1: logger.info("vae step %d L1 %.4f", step, l1),
-                       checkpoint=args.checkpoint)
+                       checkpoint=args.checkpoint, init=args.decoder_of)
     print(f"{result.path}: scale factor {result.scale_factor}, PSNR scenes {result.psnr_scenes:.2f} dB, "
           f"skeletons {result.psnr_skeletons:.2f} dB, {result.seconds:.0f} s")
     return 0
