@@ -1,9 +1,10 @@
-"""``humansd synth --out DIR --count N --size 64 --seed S [--backgrounds KIND ...]``: write a synthetic mannequin dataset.
+"""``humansd synth --out DIR --count N --size 64 --seed S``: write a synthetic mannequin dataset.
 
 Each sample ``i`` becomes ``DIR/{i:06d}.png`` (RGB), ``.json`` (OpenPose JSON,
 pixel coordinates and canvas size) and ``.txt`` (caption): the folder layout the
 trainer reads. Sample ``i`` of seed ``S`` is always the same image, so ``--start``
-can extend a dataset. Prints the throughput at the end.
+can extend a dataset; ``--backgrounds plain ...`` draws backgrounds of those kinds
+only. Prints the throughput at the end.
 """
 from __future__ import annotations
 

@@ -53,9 +53,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from ...assets import file_digest
 from ...errors import HumanSDError
 from ...fileio import atomic_write_with
-from ...assets import file_digest
 from ...models.checkpoint import VAE_PREFIX
 from ...models.checkpoint_read import read_checkpoint
 from ...models.configs import CONFIG_METADATA_KEY, VAEConfig
