@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 
 
-def high_noise_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cap: float) -> torch.Tensor | None:
-    """Weights ``[B]`` (mean 1 over the schedule's timesteps) of timesteps ``t [B]``, or None when ``cap <= 1``.
+def high_noise_weights(alphas_cumprod: torch.Tensor, cap: float) -> torch.Tensor | None:
+    """The weight ``[T]`` of every timestep (mean 1), or None when ``cap <= 1``; index it with a batch's ``t``.
 
     ``alphas_cumprod [T]`` is the noise schedule's ``ᾱ`` in (0, 1).
     """
     if cap <= 1.0:
         return None
     per_step = ((1.0 - alphas_cumprod) / alphas_cumprod).clamp(1.0, cap)
-    return per_step[t] / per_step.mean()
+    return per_step / per_step.mean()

@@ -163,6 +163,7 @@ class Trainer:
         self.loss_fn = self.data.make_loss()
         self.coverage_bins = TimestepBinStats()
         self.alphas = NoiseSchedule().alphas_cumprod.to(self.device, torch.float32)
+        self.timestep_weights = high_noise_weights(self.alphas, o.high_noise_weight_cap)  # [T] or None
         self.step = 0
         if resume_path is not None:
             self._load(resume_path)
@@ -262,7 +263,7 @@ class Trainer:
         with amp:
             eps = self.model(torch.cat([zt, pose_latent], dim=1), t, cond)
         eps = eps.float()
-        timestep_weight = high_noise_weights(self.alphas, t, o.high_noise_weight_cap)
+        timestep_weight = None if self.timestep_weights is None else self.timestep_weights[t]
         if self.loss_fn is None:
             if timestep_weight is None:
                 loss = F.mse_loss(eps, noise)

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from ...assets import record_digest
+from ...pipeline import HumanSDPipeline
 from ..evaluation import evaluation_set, generate_images, score_adherence, score_poses
 from ..model import EVAL_SEED, MAX_PEOPLE, SIZE, embedded_model_path
 from .clock import Clock
@@ -53,12 +54,11 @@ from .vae import preset_options, train_vae, with_decoder
 
 
 @torch.no_grad()
-def demo_score(model: Path) -> dict[str, object]:
-    """What ``make demo`` prints of ``model``: its pose score and, under ``"adherence"``, its prompt adherence."""
-    from ...pipeline import HumanSDPipeline
-
+def demo_score(pipe: HumanSDPipeline) -> dict[str, object]:
+    """What ``make demo`` prints of ``pipe``'s model: its pose score and, under ``"adherence"``, its prompt
+    adherence."""
     items = evaluation_set()
-    images = generate_images(HumanSDPipeline.from_checkpoint(model), items)
+    images = generate_images(pipe, items)
     return {**dataclasses.asdict(score_poses(images, [pose for pose, _ in items])),
             "adherence": dataclasses.asdict(score_adherence(images, items))}
 
@@ -66,7 +66,6 @@ def demo_score(model: Path) -> dict[str, object]:
 @torch.no_grad()
 def evaluate(model: Path, vae_scale: float) -> dict[str, object]:
     """The demo's score of ``model`` and the judge's score of real scenes and their VAE reconstructions."""
-    from ...pipeline import HumanSDPipeline
     from ...synthetic import generate_scene, scene_rng
 
     pipe = HumanSDPipeline.from_checkpoint(model)
@@ -78,7 +77,7 @@ def evaluate(model: Path, vae_scale: float) -> dict[str, object]:
     real = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes])
     recon = ((pipe.vae(real * 2 - 1).clamp(-1, 1) + 1) / 2).float()
     poses = [s.pose for s in scenes]
-    return {"demo": demo_score(model),
+    return {"demo": demo_score(pipe),
             "scene_captions": score(evaluation_set(examples=False, plain=False)),
             "real_scenes": dataclasses.asdict(score_poses(real, poses)),
             "vae_reconstructions": dataclasses.asdict(score_poses(recon, poses)),
@@ -137,7 +136,7 @@ def main() -> int:
     with_decoder(stages["text"], decoder.path, model)
     print(clock.lap("vae decoder"), flush=True)
     metrics = evaluate(model, vae.scale_factor)
-    metrics["stage_demo"] = {name: demo_score(path) for name, path in stages.items()}
+    metrics["stage_demo"] = {name: demo_score(HumanSDPipeline.from_checkpoint(path)) for name, path in stages.items()}
     print(clock.lap("evaluate"), flush=True)
     metrics.update(vae_psnr={"scenes": round(vae.psnr_scenes, 2), "skeletons": round(vae.psnr_skeletons, 2),
                              "decoder_stage_scenes": round(decoder.psnr_scenes, 2),
